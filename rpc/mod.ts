@@ -1,0 +1,24 @@
+/**
+ * The rpc layer: tsercom's wire protos, time as integer microseconds and its
+ * exact conversions, injectable clocks, and caller ids.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CallerId, FakeClock, serverTimestampFromMicros } from "@tsercom/tsercom/rpc";
+ *
+ * const clock = new FakeClock({ startMicros: 1_732_406_400_000_000 });
+ * const stamp = serverTimestampFromMicros(clock.now());
+ * const id = CallerId.random();
+ * assert(stamp.timestamp !== undefined && id.toString().length === 36);
+ * ```
+ *
+ * @module
+ */
+
+export * from "./caller_id.ts";
+export * from "./fake_clock.ts";
+export * from "./proto_decode_error.ts";
+export * from "./synchronized_clock.ts";
+export * from "./system_clock.ts";
+export * from "./timestamp.ts";
