@@ -35,7 +35,7 @@ export interface ProtoVector {
 export interface Lz4FrameVector {
   name: string;
   raw_rule: string;
-  raw_hex: string;
+  raw_hex: string | null;
   raw_len: string;
   frame_hex: string;
 }
@@ -104,7 +104,7 @@ export function rawFromLz4Vector(vector: Lz4FrameVector): Uint8Array {
   if (raw.length !== Number(vector.raw_len)) {
     throw new Error(`${vector.name}: rule gave ${raw.length} bytes, raw_len is ${vector.raw_len}`);
   }
-  if (vector.raw_hex !== "None" && toHex(raw) !== vector.raw_hex) {
+  if (vector.raw_hex !== null && toHex(raw) !== vector.raw_hex) {
     throw new Error(`${vector.name}: rule disagrees with raw_hex`);
   }
   return raw;
