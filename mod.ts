@@ -17,3 +17,4 @@
  */
 
 export * from "./rpc/mod.ts";
+export * from "./tensor/mod.ts";

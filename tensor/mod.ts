@@ -1,0 +1,19 @@
+/**
+ * Tensor streams: fixed-length numeric vectors that change over time, sent
+ * as chunked sparse diffs and rebuilt exactly on the receiver.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { filled, parseDType } from "@tsercom/tsercom/tensor";
+ *
+ * assert.equal(parseDType("Float32"), "float32");
+ * assert.deepEqual(Array.from(filled("float32", 3, 1.5)), [1.5, 1.5, 1.5]);
+ * ```
+ *
+ * @module
+ */
+
+export * from "./dtype.ts";
+export * from "./keyframe_reader.ts";
+export * from "./tensor_chunk.ts";
