@@ -15,5 +15,6 @@
  */
 
 export * from "./dtype.ts";
+export * from "./initial_state.ts";
 export * from "./keyframe_reader.ts";
 export * from "./tensor_chunk.ts";
