@@ -18,3 +18,4 @@ export * from "./dtype.ts";
 export * from "./initial_state.ts";
 export * from "./keyframe_reader.ts";
 export * from "./tensor_chunk.ts";
+export * from "./tensor_demuxer.ts";
