@@ -19,6 +19,7 @@
 export * from "./caller_id.ts";
 export * from "./fake_clock.ts";
 export * from "./proto_decode_error.ts";
+export * from "./scheduler.ts";
 export * from "./synchronized_clock.ts";
 export * from "./system_clock.ts";
 export * from "./timestamp.ts";

@@ -4,15 +4,17 @@ import {
   deadline,
   DeadlineError,
   delay,
-  ManualScheduler,
-  MAX_DELAY_MS,
   QueueClosedError,
   QueueOverflowError,
   retry,
   RetryError,
+} from "../../rpc/_async.ts";
+import {
+  ManualScheduler,
+  MAX_DELAY_MS,
   type Scheduler,
   systemScheduler,
-} from "../../rpc/_async.ts";
+} from "../../rpc/scheduler.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
