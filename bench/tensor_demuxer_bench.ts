@@ -38,12 +38,16 @@ interface MutableChunk {
   values: Float32Array;
 }
 
-/** 1 % of N elements, as chunks of 1..maxRun contiguous elements at random places. */
-function scatteredChunks(maxRun: number): MutableChunk[] {
+/**
+ * 1 % of N elements, as chunks of 1..maxRun contiguous elements at random
+ * places (exactly maxRun when `fixed`).
+ */
+function scatteredChunks(maxRun: number, fixed = false): MutableChunk[] {
   const chunks: MutableChunk[] = [];
   let total = 0;
   while (total < N / 100) {
-    const run = Math.min(1 + Math.floor(random() * maxRun), N / 100 - total);
+    const length = fixed ? maxRun : 1 + Math.floor(random() * maxRun);
+    const run = Math.min(length, N / 100 - total);
     const start = Math.floor(random() * (N - run));
     const values = new Float32Array(run);
     for (let k = 0; k < run; k++) values[k] = random();
@@ -55,13 +59,13 @@ function scatteredChunks(maxRun: number): MutableChunk[] {
 
 const PATTERNS = 4;
 
-function inOrderStream(maxRun: number): () => void {
+function inOrderStream(maxRun: number, fixed = false): () => void {
   const demuxer = new TensorDemuxer(noopClient(), {
     dtype: "float32",
     length: N,
     dataTimeoutMicros: 9 * STEP, // 10 timestamps in the window
   });
-  const patterns = Array.from({ length: PATTERNS }, () => scatteredChunks(maxRun));
+  const patterns = Array.from({ length: PATTERNS }, () => scatteredChunks(maxRun, fixed));
   let ts = T0;
   let p = 0;
   return () => {
@@ -97,6 +101,12 @@ Deno.bench("copy 100,000 float32 into a fresh array (reference)", {
 {
   const run = inOrderStream(4);
   Deno.bench("demuxer: one timestamp, 1,000 elements in chunks of 1–4", {
+    group: "a: in-order, 1 % changed per timestamp",
+  }, run);
+}
+{
+  const run = inOrderStream(10, true);
+  Deno.bench("demuxer: one timestamp, 1,000 elements in 100 runs of 10", {
     group: "a: in-order, 1 % changed per timestamp",
   }, run);
 }
