@@ -14,6 +14,7 @@
  * @module
  */
 
+export * from "./chunk_codec.ts";
 export * from "./dtype.ts";
 export * from "./initial_state.ts";
 export * from "./keyframe_reader.ts";
@@ -23,3 +24,4 @@ export * from "./smoothing_strategy.ts";
 export * from "./step_strategy.ts";
 export * from "./tensor_chunk.ts";
 export * from "./tensor_demuxer.ts";
+export * from "./tensor_format_error.ts";
