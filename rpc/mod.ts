@@ -16,6 +16,14 @@
  * @module
  */
 
+export {
+  AsyncQueue,
+  type AsyncQueueOptions,
+  type AsyncQueueWaitOptions,
+  type OverflowPolicy,
+  QueueClosedError,
+  QueueOverflowError,
+} from "./_async.ts";
 export * from "./caller_id.ts";
 export * from "./fake_clock.ts";
 export * from "./proto_decode_error.ts";

@@ -25,3 +25,4 @@ export * from "./step_strategy.ts";
 export * from "./tensor_chunk.ts";
 export * from "./tensor_demuxer.ts";
 export * from "./tensor_format_error.ts";
+export * from "./tensor_stream_receiver.ts";
