@@ -14,15 +14,20 @@
  * @module
  */
 
+export * from "./aggregate_multiplexer.ts";
 export * from "./chunk_codec.ts";
+export * from "./complete_multiplexer.ts";
 export * from "./dtype.ts";
 export * from "./initial_state.ts";
 export * from "./keyframe_reader.ts";
 export * from "./linear_interpolation_strategy.ts";
 export * from "./smoothed_tensor_demuxer.ts";
 export * from "./smoothing_strategy.ts";
+export * from "./sparse_multiplexer.ts";
+export * from "./stale_data_error.ts";
 export * from "./step_strategy.ts";
 export * from "./tensor_chunk.ts";
 export * from "./tensor_demuxer.ts";
 export * from "./tensor_format_error.ts";
 export * from "./tensor_stream_receiver.ts";
+export * from "./tensor_stream_source.ts";
