@@ -18,6 +18,16 @@ export class Timeline<T> {
     return this.#times.length;
   }
 
+  /** The timestamps, ascending: the live array, for hot loops; never write it. */
+  get times(): readonly number[] {
+    return this.#times;
+  }
+
+  /** The values in timestamp order: the live array, for hot loops; never write it. */
+  get values(): readonly T[] {
+    return this.#values;
+  }
+
   /** The timestamp of entry `i`. */
   timeAt(i: number): number {
     return this.#times[i];
@@ -38,8 +48,9 @@ export class Timeline<T> {
     const times = this.#times;
     let lo = 0;
     let hi = times.length;
-    // Fast path: appends.
+    // Fast paths: appends, and more data for the newest entry.
     if (hi === 0 || times[hi - 1] < ts) return hi;
+    if (times[hi - 1] === ts) return hi - 1;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if (times[mid] < ts) lo = mid + 1;

@@ -114,8 +114,12 @@ interface Keyframe {
   values: TensorArray;
   bits: Bits;
   readonly explicit: Uint8Array;
-  /** The explicit indices while few (to clear `explicit` cheaply), else null. */
-  list: number[] | null;
+  /** The explicit indices while few (to clear `explicit` cheaply). */
+  readonly list: Int32Array;
+  /** How many of `list` are in use, or -1 once it overflowed (clear all of `explicit`). */
+  listCount: number;
+  /** The call that last queued a notification for this keyframe (deduplication). */
+  mark: number;
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -198,7 +202,7 @@ export class TensorDemuxer<D extends DType = DType>
   readonly #ctor: new (length: number) => TensorArray;
   readonly #wide: boolean;
   readonly #bool: boolean;
-  /** Whether small chunks may be copied element by element (not int64, not float16). */
+  /** Whether short chunks may be copied element by element (not int64, float16 or bool). */
   readonly #elementCopy: boolean;
   readonly #window: DataWindow;
   readonly #timeline = new Timeline<Keyframe>();
@@ -223,6 +227,10 @@ export class TensorDemuxer<D extends DType = DType>
   readonly #noteBatches: (Batch | undefined)[] = [];
   #noteCount = 0;
   #dispatching = false;
+  /** Numbers the receive calls, so each notifies a keyframe at most once. */
+  #mark = 0;
+  /** True while a batch is being applied: pruned keyframes are recycled after it. */
+  #applying = false;
 
   /**
    * Creates a demuxer.
@@ -266,7 +274,7 @@ export class TensorDemuxer<D extends DType = DType>
     this.#ctor = this.#baseline.constructor as new (length: number) => TensorArray;
     this.#wide = bitsPerElement(this.#baseline) === 2;
     this.#bool = dtype === "bool";
-    this.#elementCopy = dtype !== "int64" && dtype !== "float16";
+    this.#elementCopy = dtype !== "int64" && dtype !== "float16" && dtype !== "bool";
     this.#baselineBits = bitsView(this.#baseline);
     if (baseline !== undefined) {
       if (!(baseline instanceof this.#ctor)) {
@@ -400,13 +408,100 @@ export class TensorDemuxer<D extends DType = DType>
   receive(chunk: TensorChunk): Promise<void> {
     const before = this.#noteCount;
     try {
-      this.#apply(chunk);
+      this.#validate(chunk);
     } catch (error) {
       return Promise.reject(error);
     }
+    this.#mark++;
+    this.#apply(chunk);
+    return this.#finish(before);
+  }
+
+  /**
+   * Applies several chunks as one batch (typically the chunks of one
+   * `TensorUpdate`), then notifies the client once for each snapshot they
+   * created or changed, in ascending timestamp order, with the final values.
+   * This is the cheap path for many small chunks: one notification pass and
+   * one promise for the whole batch.
+   *
+   * Every chunk is validated before any is applied, so a malformed chunk
+   * anywhere in the batch rejects it whole and leaves the state unchanged.
+   * Stale chunks and out-of-range elements are dropped and counted as in
+   * {@linkcode TensorDemuxer.receive}.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { TensorDemuxer } from "@tsercom/tsercom/tensor";
+   *
+   * const log: [number, number[]][] = [];
+   * const demuxer = new TensorDemuxer({
+   *   onTensorChanged(timestamp, values) {
+   *     log.push([timestamp, Array.from(values)]);
+   *   },
+   * }, { dtype: "int32", length: 3 });
+   *
+   * await demuxer.receiveAll([
+   *   { timestamp: 20, startingIndex: 2, values: new Int32Array([9]) },
+   *   { timestamp: 10, startingIndex: 0, values: new Int32Array([1]) },
+   *   { timestamp: 20, startingIndex: 1, values: new Int32Array([8]) },
+   * ]);
+   * assert.deepEqual(log, [[10, [1, 0, 0]], [20, [1, 8, 9]]]);
+   * ```
+   *
+   * @param chunks The chunks, applied in order.
+   * @returns A promise that settles when the client's callbacks for this
+   *   batch have settled; it rejects with the first error one of them threw.
+   * @throws {TensorDemuxerChunkError} (as a rejection) When any chunk is
+   *   malformed, or `chunks` is not iterable; nothing changes.
+   */
+  receiveAll(chunks: Iterable<TensorChunk>): Promise<void> {
+    const before = this.#noteCount;
+    let list: readonly TensorChunk[];
+    try {
+      if (Array.isArray(chunks)) list = chunks;
+      else if (
+        chunks !== null && typeof chunks === "object" &&
+        typeof (chunks as Iterable<TensorChunk>)[Symbol.iterator] === "function"
+      ) list = Array.from(chunks);
+      else {
+        this.#reject(
+          `Cannot apply the chunks as they must be an iterable of chunks: current value is ${
+            describe(chunks)
+          }`,
+        );
+      }
+      for (let c = 0; c < list.length; c++) this.#validate(list[c]);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#mark++;
+    this.#applying = true;
+    try {
+      for (let c = 0; c < list.length; c++) this.#apply(list[c]);
+    } finally {
+      this.#applying = false;
+      if (!this.#dispatching) this.#recycleRetired();
+    }
+    this.#sortNotes(before);
+    return this.#finish(before);
+  }
+
+  /**
+   * The same as {@linkcode TensorDemuxer.receive}, so that a demuxer can be
+   * a multiplexer's {@linkcode TensorChunkSink} directly.
+   *
+   * @param chunk The chunk, with values of the stream's dtype.
+   */
+  onChunk(chunk: TensorChunk): Promise<void> {
+    return this.receive(chunk);
+  }
+
+  /** Dispatches the notifications queued since note index `before`. */
+  #finish(before: number): Promise<void> {
     if (!this.#dispatching) return this.#dispatch();
     // Called from inside a client callback: the running dispatch loop
-    // delivers this chunk's notifications after the ones already queued.
+    // delivers this call's notifications after the ones already queued.
     const count = this.#noteCount - before;
     if (count === 0) return RESOLVED;
     return new Promise<void>((resolve, reject) => {
@@ -422,14 +517,27 @@ export class TensorDemuxer<D extends DType = DType>
     });
   }
 
-  /**
-   * The same as {@linkcode TensorDemuxer.receive}, so that a demuxer can be
-   * a multiplexer's {@linkcode TensorChunkSink} directly.
-   *
-   * @param chunk The chunk, with values of the stream's dtype.
-   */
-  onChunk(chunk: TensorChunk): Promise<void> {
-    return this.receive(chunk);
+  /** Puts the notifications queued since note index `before` in timestamp order. */
+  #sortNotes(before: number): void {
+    const times = this.#noteTimes;
+    const end = this.#noteCount;
+    let sorted = true;
+    for (let k = before + 1; k < end; k++) {
+      if (times[k - 1] > times[k]) {
+        sorted = false;
+        break;
+      }
+    }
+    if (sorted) return;
+    const values = this.#noteValues;
+    const order = Array.from({ length: end - before }, (_, k) => before + k)
+      .sort((a, b) => times[a] - times[b]);
+    const t = order.map((k) => times[k]);
+    const v = order.map((k) => values[k]);
+    for (let k = before; k < end; k++) {
+      times[k] = t[k - before];
+      values[k] = v[k - before];
+    }
   }
 
   #checkIndex(i: number): void {
@@ -447,8 +555,8 @@ export class TensorDemuxer<D extends DType = DType>
     throw new TensorDemuxerChunkError(message);
   }
 
-  /** Validates and applies a chunk, queueing its notifications. */
-  #apply(chunk: TensorChunk): void {
+  /** Throws a {@linkcode TensorDemuxerChunkError} for a malformed chunk. */
+  #validate(chunk: TensorChunk): void {
     if (chunk === null || typeof chunk !== "object") {
       this.#reject(`Cannot apply the chunk as it must be an object: current value is ${chunk}`);
     }
@@ -472,7 +580,13 @@ export class TensorDemuxer<D extends DType = DType>
         }`,
       );
     }
+  }
 
+  /** Applies a validated chunk, queueing its notifications. */
+  #apply(chunk: TensorChunk): void {
+    const ts = chunk.timestamp;
+    const start = chunk.startingIndex;
+    const values = chunk.values;
     const timeline = this.#timeline;
     const cutoff = this.#window.observe(ts);
     if (timeline.length > 0 && timeline.timeAt(0) < cutoff) this.#prune(cutoff);
@@ -502,13 +616,18 @@ export class TensorDemuxer<D extends DType = DType>
     const cascade = i < timeline.length - 1;
     if (cascade && this.#changed === null) this.#changed = new Int32Array(length);
 
+    if (hi - lo < 64 && this.#elementCopy) {
+      // Short runs: compare and copy element by element, no bits view needed.
+      const changedCount = this.#writeValues(keyframe, values, start, lo, hi, cascade);
+      if (isNew || changedCount !== 0) this.#note(ts, keyframe);
+      if (cascade && changedCount > 0) this.#cascade(i, changedCount);
+      return;
+    }
+
     // Read the chunk's values as bits; a scratch copy avoids a new view per chunk.
     let src: Bits;
     let offset: number;
-    if (hi - lo <= 16 && this.#elementCopy && this.#copyElements(values, lo, hi)) {
-      src = this.#scratchBits;
-      offset = lo;
-    } else if (hi - lo <= this.#scratch.length) {
+    if (hi - lo <= this.#scratch.length) {
       (this.#scratch as Float32Array).set(
         (lo === 0 && hi === n ? values : values.subarray(lo, hi)) as Float32Array,
       );
@@ -529,24 +648,72 @@ export class TensorDemuxer<D extends DType = DType>
       ? this.#write2(keyframe, src, start, lo, hi, offset, cascade)
       : this.#write1(keyframe, src, start, lo, hi, offset, cascade);
 
-    if (isNew || changedCount !== 0) this.#note(ts, keyframe.values);
+    if (isNew || changedCount !== 0) this.#note(ts, keyframe);
     if (cascade && changedCount > 0) this.#cascade(i, changedCount);
   }
 
   /**
-   * Copies elements [lo, hi) of a small chunk into the scratch array one by
-   * one (cheaper than a `set` call for a few elements). Returns false, having
-   * copied nothing useful, when it meets a NaN: a NaN's payload survives only
-   * a bytewise copy.
+   * Writes elements [lo, hi) of a short chunk by value, for the dtypes whose
+   * elements read and write back exactly as numbers (not int64, float16 or
+   * bool). Equal values are skipped, but -0 differs from +0; a NaN is copied
+   * as bits, so its payload survives, and equals only the same NaN. Returns
+   * how many elements changed, collecting their indices when `collect`.
    */
-  #copyElements(values: TensorArray, lo: number, hi: number): boolean {
-    const from = values as Float32Array;
-    const to = this.#scratch as Float32Array;
+  #writeValues(
+    keyframe: Keyframe,
+    values: TensorArray,
+    start: number,
+    lo: number,
+    hi: number,
+    collect: boolean,
+  ): number {
+    const out = keyframe.values as Float64Array;
+    const from = values as Float64Array;
+    const explicit = keyframe.explicit;
+    const changed = this.#changed;
+    const list = keyframe.list;
+    const listLimit = this.#listLimit;
+    let listCount = keyframe.listCount;
+    let count = 0;
+    let fromBits: Bits | null = null;
     for (let k = lo; k < hi; k++) {
+      const idx = start + k;
+      if (explicit[idx] === 0) {
+        explicit[idx] = 1;
+        if (listCount !== -1) {
+          if (listCount < listLimit) list[listCount++] = idx;
+          else listCount = -1;
+        }
+      }
       const x = from[k];
-      if (x !== x) return false;
-      to[k - lo] = x;
+      const y = out[idx];
+      if (x === y) {
+        if (x !== 0 || 1 / x === 1 / y) continue;
+        out[idx] = x;
+      } else if (x === x) {
+        out[idx] = x;
+      } else if (!this.#copyBits(keyframe.bits, idx, fromBits ??= bitsView(values), k)) {
+        continue;
+      }
+      if (collect) changed![count] = idx;
+      count++;
     }
+    keyframe.listCount = listCount;
+    return count;
+  }
+
+  /** Copies element `k` of `from` to element `idx` of `to` as bits; returns whether it changed. */
+  #copyBits(to: Bits, idx: number, from: Bits, k: number): boolean {
+    if (this.#wide) {
+      const d = 2 * idx;
+      const s = 2 * k;
+      if (to[d] === from[s] && to[d + 1] === from[s + 1]) return false;
+      to[d] = from[s];
+      to[d + 1] = from[s + 1];
+      return true;
+    }
+    if (to[idx] === from[k]) return false;
+    to[idx] = from[k];
     return true;
   }
 
@@ -566,12 +733,14 @@ export class TensorDemuxer<D extends DType = DType>
   ): number {
     const a = start + lo;
     const b = start + hi;
-    const list = keyframe.list;
-    if (list !== null) {
+    const count = keyframe.listCount;
+    if (count !== -1) {
       // Duplicates are harmless: the list only serves to clear the bitmap.
-      if (list.length + (b - a) <= this.#listLimit) {
-        for (let idx = a; idx < b; idx++) list.push(idx);
-      } else keyframe.list = null;
+      if (count + (b - a) <= this.#listLimit) {
+        const list = keyframe.list;
+        for (let idx = a; idx < b; idx++) list[count + idx - a] = idx;
+        keyframe.listCount = count + (b - a);
+      } else keyframe.listCount = -1;
     }
     keyframe.explicit.fill(1, a, b);
     const w = this.#wide ? 2 : 1;
@@ -600,15 +769,17 @@ export class TensorDemuxer<D extends DType = DType>
     const bits = keyframe.bits;
     const explicit = keyframe.explicit;
     const changed = this.#changed;
-    let list = keyframe.list;
+    const list = keyframe.list;
+    const listLimit = this.#listLimit;
+    let listCount = keyframe.listCount;
     let count = 0;
     for (let k = lo; k < hi; k++) {
       const idx = start + k;
       if (explicit[idx] === 0) {
         explicit[idx] = 1;
-        if (list !== null) {
-          if (list.length < this.#listLimit) list.push(idx);
-          else list = keyframe.list = null;
+        if (listCount !== -1) {
+          if (listCount < listLimit) list[listCount++] = idx;
+          else listCount = -1;
         }
       }
       const v = src[k - offset];
@@ -618,6 +789,7 @@ export class TensorDemuxer<D extends DType = DType>
         count++;
       }
     }
+    keyframe.listCount = listCount;
     return count;
   }
 
@@ -634,15 +806,17 @@ export class TensorDemuxer<D extends DType = DType>
     const bits = keyframe.bits;
     const explicit = keyframe.explicit;
     const changed = this.#changed;
-    let list = keyframe.list;
+    const list = keyframe.list;
+    const listLimit = this.#listLimit;
+    let listCount = keyframe.listCount;
     let count = 0;
     for (let k = lo; k < hi; k++) {
       const idx = start + k;
       if (explicit[idx] === 0) {
         explicit[idx] = 1;
-        if (list !== null) {
-          if (list.length < this.#listLimit) list.push(idx);
-          else list = keyframe.list = null;
+        if (listCount !== -1) {
+          if (listCount < listLimit) list[listCount++] = idx;
+          else listCount = -1;
         }
       }
       const s = 2 * (k - offset);
@@ -656,6 +830,7 @@ export class TensorDemuxer<D extends DType = DType>
         count++;
       }
     }
+    keyframe.listCount = listCount;
     return count;
   }
 
@@ -666,11 +841,14 @@ export class TensorDemuxer<D extends DType = DType>
    */
   #cascade(i: number, count: number): void {
     const timeline = this.#timeline;
+    const keyframes = timeline.values;
+    const times = timeline.times;
+    const end = keyframes.length;
     const changed = this.#changed!;
-    const from = timeline.valueAt(i).bits;
+    const from = keyframes[i].bits;
     const wide = this.#wide;
-    for (let j = i + 1; j < timeline.length && count > 0; j++) {
-      const keyframe = timeline.valueAt(j);
+    for (let j = i + 1; j < end && count > 0; j++) {
+      const keyframe = keyframes[j];
       const explicit = keyframe.explicit;
       const bits = keyframe.bits;
       let keep = 0;
@@ -693,19 +871,22 @@ export class TensorDemuxer<D extends DType = DType>
           const v = from[idx];
           if (bits[idx] === v) continue;
           bits[idx] = v;
-          changed[keep++] = idx;
+          if (keep !== m) changed[keep] = idx;
+          keep++;
         }
       }
       count = keep;
-      if (keep > 0) this.#note(timeline.timeAt(j), keyframe.values);
+      if (keep > 0) this.#note(times[j], keyframe);
     }
   }
 
-  #note(ts: number, values: TensorArray): void {
+  #note(ts: number, keyframe: Keyframe): void {
+    if (keyframe.mark === this.#mark) return; // already queued by this call
+    keyframe.mark = this.#mark;
     // The arrays are reused and never shrink, so steady-state notes do not allocate.
     const k = this.#noteCount++;
     this.#noteTimes[k] = ts;
-    this.#noteValues[k] = values;
+    this.#noteValues[k] = keyframe.values;
     this.#noteBatches[k] = undefined;
   }
 
@@ -749,10 +930,7 @@ export class TensorDemuxer<D extends DType = DType>
       batches.fill(undefined, 0, this.#noteCount);
       this.#noteCount = 0;
       this.#dispatching = false;
-      if (this.#retired.length > 0) {
-        for (const keyframe of this.#retired) this.#recycle(keyframe);
-        this.#retired.length = 0;
-      }
+      this.#recycleRetired();
     }
     if (failed) {
       if (own !== undefined) return Promise.allSettled(own).then(() => Promise.reject(error));
@@ -773,22 +951,27 @@ export class TensorDemuxer<D extends DType = DType>
     this.#baseline = values;
     this.#baselineBits = bits;
     for (const keyframe of removed) {
-      if (this.#dispatching) this.#retired.push(keyframe);
+      if (this.#dispatching || this.#applying) this.#retired.push(keyframe);
       else this.#recycle(keyframe);
     }
   }
 
+  #recycleRetired(): void {
+    if (this.#retired.length === 0) return;
+    for (const keyframe of this.#retired) this.#recycle(keyframe);
+    this.#retired.length = 0;
+  }
+
   #recycle(keyframe: Keyframe): void {
     if (this.#pool.length >= POOL_LIMIT) return;
-    const list = keyframe.list;
-    if (list === null) {
-      keyframe.explicit.fill(0);
-      keyframe.list = [];
-    } else {
+    const count = keyframe.listCount;
+    if (count === -1) keyframe.explicit.fill(0);
+    else {
       const explicit = keyframe.explicit;
-      for (let k = 0; k < list.length; k++) explicit[list[k]] = 0;
-      list.length = 0;
+      const list = keyframe.list;
+      for (let k = 0; k < count; k++) explicit[list[k]] = 0;
     }
+    keyframe.listCount = 0;
     this.#pool.push(keyframe);
   }
 
@@ -800,7 +983,9 @@ export class TensorDemuxer<D extends DType = DType>
       values,
       bits: bitsView(values),
       explicit: new Uint8Array(this.tensorLength),
-      list: [],
+      list: new Int32Array(this.#listLimit),
+      listCount: 0,
+      mark: 0,
     };
   }
 }

@@ -233,12 +233,16 @@ export class TensorStreamReceiver<D extends DType = DType>
   }
 
   /**
-   * Applies the chunks of one update, in order.
+   * Applies the chunks of one update as a batch: each snapshot they create
+   * or change yields one frame, in timestamp order, with its final values.
+   * Every chunk is validated first, so a malformed one rejects the whole
+   * update and changes nothing.
    *
    * @param chunks The chunks, e.g. from {@linkcode decodeUpdate}.
+   * @throws {TensorDemuxerChunkError} (as a rejection) When a chunk is malformed.
    */
-  async receiveUpdate(chunks: readonly TensorChunk[]): Promise<void> {
-    for (const chunk of chunks) await this.#demuxer.receive(chunk);
+  receiveUpdate(chunks: readonly TensorChunk[]): Promise<void> {
+    return this.#demuxer.receiveAll(chunks);
   }
 
   /**

@@ -815,3 +815,158 @@ Deno.test("TensorDemuxer rebuilds random snapshots delivered in random order exa
     { numRuns: 300, seed: 20240101 },
   );
 });
+
+Deno.test("TensorDemuxer.receiveAll applies a batch and notifies once per timestamp", async (t) => {
+  function chunk(dtype: DType, timestamp: number, start: number, numbers: number[]): TensorChunk {
+    return { timestamp, startingIndex: start, values: arrayOf(dtype, numbers) };
+  }
+
+  await t.step("each changed timestamp once, ascending, with its final values", async () => {
+    const h = setup("int32");
+    await h.send(3, [4], T3);
+    h.clear();
+    await h.demuxer.receiveAll([
+      chunk("int32", T2, 0, [1]),
+      chunk("int32", T1, 1, [2]), // cascades to T2 and T3
+      chunk("int32", T2, 2, [3]), // cascades to T3 again
+    ]);
+    h.expectLog([[T1, [0, 2, 0, 0]], [T2, [1, 2, 3, 0]], [T3, [1, 2, 3, 4]]]);
+  });
+  await t.step("gives the same snapshots as applying the chunks one by one", async () => {
+    const chunks = [
+      chunk("float64", T2, 0, [1.5, 2.5]),
+      chunk("float64", T4, 3, [7]),
+      chunk("float64", T1, 1, [9, 8, 7]),
+      chunk("float64", T3, 0, [6]),
+      chunk("float64", T1, 2, [5]),
+    ];
+    const one = setup("float64");
+    for (const c of chunks) await one.demuxer.receive(c);
+    const all = setup("float64");
+    await all.demuxer.receiveAll(chunks);
+    for (const ts of [T1, T2, T3, T4]) assertEquals(all.at(ts), one.at(ts));
+    assertEquals(all.log.map(([ts]) => ts), [T1, T2, T3, T4]);
+  });
+  await t.step("an unchanged timestamp is not notified", async () => {
+    const h = setup("uint8");
+    await h.send(0, [1, 2], T1);
+    h.clear();
+    await h.demuxer.receiveAll([chunk("uint8", T1, 0, [1]), chunk("uint8", T1, 1, [2])]);
+    assertEquals(h.log, []);
+  });
+  await t.step("accepts any iterable, including an empty one", async () => {
+    const h = setup("int16");
+    await h.demuxer.receiveAll([]);
+    await h.demuxer.receiveAll(new Set([chunk("int16", T1, 0, [-3])]));
+    h.expectLog([[T1, [-3, 0, 0, 0]]]);
+  });
+  await t.step("one malformed chunk rejects the whole batch with no state change", async () => {
+    const h = setup("float32");
+    await h.send(0, [1], T1);
+    h.clear();
+    await assertRejects(
+      () =>
+        h.demuxer.receiveAll([
+          chunk("float32", T1, 1, [2]),
+          chunk("float32", T2 + 3600 * SECOND, 0, [3]),
+          { timestamp: T2, startingIndex: 0, values: new Int32Array([3]) },
+        ]),
+      TensorDemuxerChunkError,
+      "must be a Float32Array",
+    );
+    assertEquals(h.log, []);
+    assertEquals(h.demuxer.counters.rejectedChunks, 1);
+    assertEquals(h.demuxer.keyframeCount, 1);
+    assertEquals(h.at(T1), [1, 0, 0, 0]);
+    // The window did not move: T1 still takes data.
+    await h.send(2, [5], T1);
+    assertEquals(h.at(T1), [1, 0, 5, 0]);
+  });
+  await t.step("a non-iterable is rejected", async () => {
+    const h = setup("float32");
+    for (const bad of [null, 7, { length: 1 }]) {
+      await assertRejects(
+        () => h.demuxer.receiveAll(bad as unknown as TensorChunk[]),
+        TensorDemuxerChunkError,
+        "must be an iterable of chunks",
+      );
+    }
+  });
+  await t.step("a keyframe pruned by a later chunk of the batch is still reported", async () => {
+    const h = setup("float32", { dataTimeoutMicros: 15 * SECOND });
+    await h.demuxer.receiveAll([
+      chunk("float32", T0, 0, [1]),
+      chunk("float32", T1, 1, [2]),
+      chunk("float32", T3, 2, [3]), // T3 − 15 s > T1: T0 and T1 expire
+    ]);
+    h.expectLog([[T0, [1, 0, 0, 0]], [T1, [1, 2, 0, 0]], [T3, [1, 2, 3, 0]]]);
+    assertEquals(h.demuxer.keyframeCount, 1);
+    // The recycled vectors do not leak the pruned state into new keyframes.
+    await h.send(3, [4], T4);
+    assertEquals(h.at(T4), [1, 2, 3, 4]);
+  });
+  await t.step("a batch received from inside a callback is delivered after it", async () => {
+    const order: number[] = [];
+    let inner: Promise<void> | undefined;
+    const demuxer: TensorDemuxer<"float32"> = new TensorDemuxer({
+      onTensorChanged(timestamp) {
+        order.push(timestamp);
+        if (timestamp === T1) {
+          inner = demuxer.receiveAll([
+            { timestamp: T3, startingIndex: 0, values: new Float32Array([3]) },
+            { timestamp: T2, startingIndex: 0, values: new Float32Array([2]) },
+          ]);
+        }
+      },
+    }, { dtype: "float32", length: 2 });
+    await demuxer.receive({ timestamp: T1, startingIndex: 0, values: new Float32Array([1]) });
+    await inner;
+    assertEquals(order, [T1, T2, T3]);
+  });
+  await t.step("a callback error rejects the batch's promise after the state is set", async () => {
+    const demuxer = new TensorDemuxer({
+      onTensorChanged() {
+        throw new Error("client failed");
+      },
+    }, { dtype: "float32", length: 2 });
+    await assertRejects(
+      () =>
+        demuxer.receiveAll([
+          { timestamp: T1, startingIndex: 0, values: new Float32Array([1]) },
+          { timestamp: T2, startingIndex: 1, values: new Float32Array([2]) },
+        ]),
+      Error,
+      "client failed",
+    );
+    assertEquals(Array.from(demuxer.getTensorAt(T2)!), [1, 2]);
+  });
+});
+
+Deno.test("TensorDemuxer keeps NaN payloads and signed zeros in short chunks", async (t) => {
+  for (const dtype of ["float32", "float64"] as const) {
+    await t.step(`${dtype}: each NaN keeps its bits; another NaN is a change`, async () => {
+      const h = setup(dtype);
+      const quiet = new Uint8Array(bytesOf(arrayOf(dtype, [NaN])));
+      const payload = quiet.slice();
+      payload[0] ^= 1; // the same NaN with a different payload bit
+      const values = (bytes: Uint8Array) => viewBytes(dtype, bytes.slice());
+      await h.demuxer.receive({ timestamp: T1, startingIndex: 1, values: values(payload) });
+      await h.demuxer.receive({ timestamp: T1, startingIndex: 1, values: values(payload) });
+      assertEquals(h.log.length, 1);
+      const stored = () =>
+        new Uint8Array(bytesOf(h.demuxer.getTensorAt(T1)!)).slice(
+          bytesPerElement(dtype),
+          2 * bytesPerElement(dtype),
+        );
+      assertEquals(Array.from(stored()), Array.from(payload));
+      await h.demuxer.receive({ timestamp: T1, startingIndex: 1, values: values(quiet) });
+      assertEquals(h.log.length, 2);
+      assertEquals(Array.from(stored()), Array.from(quiet));
+      // A number after a NaN is a change, and -0 after it differs from +0.
+      await h.send(1, [0], T1);
+      await h.send(1, [-0], T1);
+      assertEquals(h.log.length, 4);
+      assert(Object.is(h.at(T1)![1], -0));
+    });
+  }
+});

@@ -6,6 +6,7 @@ import { UnsupportedDTypeError } from "../../tensor/dtype.ts";
 import { LinearInterpolationStrategy } from "../../tensor/linear_interpolation_strategy.ts";
 import type { TensorInitializer } from "../../tensor/tensor_chunk.ts";
 import { TensorStreamReceiver } from "../../tensor/tensor_stream_receiver.ts";
+import { TensorDemuxerChunkError } from "../../tensor/tensor_demuxer.ts";
 
 const T1 = 1_700_000_000_000_000;
 
@@ -112,6 +113,35 @@ Deno.test("TensorStreamReceiver", async (t) => {
       { timestamp: T1, startingIndex: 3, values: new Float32Array([4]) },
     ]);
     assertEquals(Array.from(receiver.getTensorAt(T1) as Float32Array), [1, 2, 0, 4]);
+  });
+
+  await t.step("receiveUpdate yields one frame per timestamp of the update", async () => {
+    const receiver = new TensorStreamReceiver(init());
+    await receiver.receiveUpdate([
+      { timestamp: T1 + 1, startingIndex: 1, values: new Float32Array([5]) },
+      { timestamp: T1, startingIndex: 0, values: new Float32Array([1]) },
+      { timestamp: T1 + 1, startingIndex: 2, values: new Float32Array([6]) },
+    ]);
+    await receiver.close();
+    const frames = await Array.fromAsync(receiver);
+    assertEquals(frames.map((f) => [f.timestamp, Array.from(f.values as Float32Array)]), [
+      [T1, [1, 0, 0, 0]],
+      [T1 + 1, [1, 5, 6, 0]],
+    ]);
+  });
+
+  await t.step("receiveUpdate rejects an update with a malformed chunk whole", async () => {
+    const receiver = new TensorStreamReceiver(init());
+    await assertRejects(
+      () =>
+        receiver.receiveUpdate([
+          { timestamp: T1, startingIndex: 0, values: new Float32Array([1]) },
+          { timestamp: T1, startingIndex: 0.5, values: new Float32Array([2]) },
+        ]),
+      TensorDemuxerChunkError,
+    );
+    assertEquals(receiver.getTensorAt(T1), null);
+    assertEquals(receiver.counters.rejectedChunks, 1);
   });
 
   await t.step("close ends iteration after the queued frames, and a blocked consumer", async () => {
