@@ -109,11 +109,15 @@ export class TensorDemuxerChunkError extends TypeError {
 
 type Bits = Uint8Array | Int8Array | Uint16Array | Int16Array | Int32Array;
 
-/** A stored snapshot. `explicit[i]` is 1 where this timestamp set index i itself. */
+/**
+ * A stored snapshot. Bit `i & 31` of `explicit[i >>> 5]` is set where this
+ * timestamp set index i itself (a bitset: an eighth of a byte map's cache
+ * footprint, which the scattered writes and the cascade both feel).
+ */
 interface Keyframe {
   values: TensorArray;
   bits: Bits;
-  readonly explicit: Uint8Array;
+  readonly explicit: Int32Array;
   /** The explicit indices while few (to clear `explicit` cheaply). */
   readonly list: Int32Array;
   /** How many of `list` are in use, or -1 once it overflowed (clear all of `explicit`). */
@@ -384,7 +388,9 @@ export class TensorDemuxer<D extends DType = DType>
     if (i < 0) return null;
     const explicit = this.#timeline.valueAt(i).explicit;
     const out: number[] = [];
-    for (let k = 0; k < explicit.length; k++) if (explicit[k] !== 0) out.push(k);
+    for (let k = 0; k < this.tensorLength; k++) {
+      if ((explicit[k >>> 5] & (1 << (k & 31))) !== 0) out.push(k);
+    }
     return out;
   }
 
@@ -678,8 +684,10 @@ export class TensorDemuxer<D extends DType = DType>
     let fromBits: Bits | null = null;
     for (let k = lo; k < hi; k++) {
       const idx = start + k;
-      if (explicit[idx] === 0) {
-        explicit[idx] = 1;
+      const word = idx >>> 5;
+      const bit = 1 << (idx & 31);
+      if ((explicit[word] & bit) === 0) {
+        explicit[word] |= bit;
         if (listCount !== -1) {
           if (listCount < listLimit) list[listCount++] = idx;
           else listCount = -1;
@@ -742,7 +750,7 @@ export class TensorDemuxer<D extends DType = DType>
         keyframe.listCount = count + (b - a);
       } else keyframe.listCount = -1;
     }
-    keyframe.explicit.fill(1, a, b);
+    setBits(keyframe.explicit, a, b);
     const w = this.#wide ? 2 : 1;
     const bits = keyframe.bits;
     const s1 = (hi - offset) * w;
@@ -775,8 +783,10 @@ export class TensorDemuxer<D extends DType = DType>
     let count = 0;
     for (let k = lo; k < hi; k++) {
       const idx = start + k;
-      if (explicit[idx] === 0) {
-        explicit[idx] = 1;
+      const word = idx >>> 5;
+      const bit = 1 << (idx & 31);
+      if ((explicit[word] & bit) === 0) {
+        explicit[word] |= bit;
         if (listCount !== -1) {
           if (listCount < listLimit) list[listCount++] = idx;
           else listCount = -1;
@@ -812,8 +822,10 @@ export class TensorDemuxer<D extends DType = DType>
     let count = 0;
     for (let k = lo; k < hi; k++) {
       const idx = start + k;
-      if (explicit[idx] === 0) {
-        explicit[idx] = 1;
+      const word = idx >>> 5;
+      const bit = 1 << (idx & 31);
+      if ((explicit[word] & bit) === 0) {
+        explicit[word] |= bit;
         if (listCount !== -1) {
           if (listCount < listLimit) list[listCount++] = idx;
           else listCount = -1;
@@ -855,7 +867,7 @@ export class TensorDemuxer<D extends DType = DType>
       if (wide) {
         for (let m = 0; m < count; m++) {
           const idx = changed[m];
-          if (explicit[idx] !== 0) continue;
+          if ((explicit[idx >>> 5] & (1 << (idx & 31))) !== 0) continue;
           const d = 2 * idx;
           const a = from[d];
           const b = from[d + 1];
@@ -867,7 +879,7 @@ export class TensorDemuxer<D extends DType = DType>
       } else {
         for (let m = 0; m < count; m++) {
           const idx = changed[m];
-          if (explicit[idx] !== 0) continue;
+          if ((explicit[idx >>> 5] & (1 << (idx & 31))) !== 0) continue;
           const v = from[idx];
           if (bits[idx] === v) continue;
           bits[idx] = v;
@@ -969,7 +981,7 @@ export class TensorDemuxer<D extends DType = DType>
     else {
       const explicit = keyframe.explicit;
       const list = keyframe.list;
-      for (let k = 0; k < count; k++) explicit[list[k]] = 0;
+      for (let k = 0; k < count; k++) explicit[list[k] >>> 5] = 0;
     }
     keyframe.listCount = 0;
     this.#pool.push(keyframe);
@@ -982,7 +994,7 @@ export class TensorDemuxer<D extends DType = DType>
     return {
       values,
       bits: bitsView(values),
-      explicit: new Uint8Array(this.tensorLength),
+      explicit: new Int32Array((this.tensorLength + 31) >>> 5),
       list: new Int32Array(this.#listLimit),
       listCount: 0,
       mark: 0,
@@ -999,6 +1011,22 @@ function settle(batch: Batch): void {
     }
   } else if (batch.promises.length === 0) batch.resolve();
   else Promise.all(batch.promises).then(() => batch.resolve(), batch.reject);
+}
+
+/** Sets bits [a, b) of a bitset. */
+function setBits(bitset: Int32Array, a: number, b: number): void {
+  if (a >= b) return;
+  const first = a >>> 5;
+  const last = (b - 1) >>> 5;
+  const head = -1 << (a & 31);
+  const tail = -1 >>> (31 - ((b - 1) & 31));
+  if (first === last) {
+    bitset[first] |= head & tail;
+    return;
+  }
+  bitset[first] |= head;
+  bitset.fill(-1, first + 1, last);
+  bitset[last] |= tail;
 }
 
 function normalizeBool(bits: Uint8Array, from: number, to: number): void {

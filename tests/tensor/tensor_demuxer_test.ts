@@ -970,3 +970,33 @@ Deno.test("TensorDemuxer keeps NaN payloads and signed zeros in short chunks", a
     });
   }
 });
+
+Deno.test("TensorDemuxer tracks explicit indices across bitset words", async (t) => {
+  const length = 200;
+  const range = (a: number, b: number) => Array.from({ length: b - a }, (_, k) => a + k);
+  await t.step("a long run at the newest keyframe marks exactly its indices", async () => {
+    const h = setup("float32", { length });
+    await h.send(5, range(0, 130).map((k) => k + 1), T2); // 5..134, a bulk write
+    await h.send(31, [7], T2); // inside the run
+    await h.send(160, [9], T2); // a later word
+    assertEquals(h.demuxer.explicitIndicesAt(T2), [...range(5, 135), 160]);
+  });
+  await t.step("a late chunk stops exactly at indices a later bulk write set", async () => {
+    const h = setup("int32", { length });
+    await h.send(33, range(0, 64).map(() => 5), T2); // 33..96 explicit at T2
+    await h.send(30, range(0, 70).map(() => 1), T1); // 30..99 at T1, cascades
+    const at2 = h.at(T2)!;
+    assertEquals(at2.slice(29, 101), [0, 1, 1, 1, ...range(33, 97).map(() => 5), 1, 1, 1, 0]);
+  });
+  await t.step("recycled keyframes start with no explicit index", async () => {
+    const h = setup("uint8", { length, dataTimeoutMicros: SECOND });
+    for (let step = 0; step < 6; step++) {
+      const ts = T0 + step * SECOND;
+      await h.send(step * 30, range(0, 100).map(() => step + 1), ts);
+      assertEquals(
+        h.demuxer.explicitIndicesAt(ts),
+        range(step * 30, Math.min(length, step * 30 + 100)),
+      );
+    }
+  });
+});
