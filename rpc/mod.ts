@@ -25,9 +25,13 @@ export {
   QueueOverflowError,
 } from "./_async.ts";
 export * from "./caller_id.ts";
+export * from "./client_synchronized_clock.ts";
 export * from "./fake_clock.ts";
 export * from "./proto_decode_error.ts";
+export * from "./query_ntp.ts";
 export * from "./scheduler.ts";
 export * from "./synchronized_clock.ts";
 export * from "./system_clock.ts";
+export * from "./time_sync_client.ts";
+export * from "./time_sync_server.ts";
 export * from "./timestamp.ts";
