@@ -5,6 +5,8 @@
  * @module
  */
 
+import { show } from "./_show.ts";
+
 /** The length of an NTP header without extension fields or MAC. */
 export const NTP_PACKET_BYTES = 48;
 
@@ -67,7 +69,7 @@ export function writeTimestamp(view: DataView, offset: number, micros: number): 
  * Reads the NTP timestamp at `offset` as integer microseconds since the Unix
  * epoch, or `undefined` when it is zero (NTP's "unknown"). Seconds with the
  * top bit clear are taken to be in era 1 (2036-2104), as RFC 4330 §3
- * suggests, so the reading is right from 1968 to 2104.
+ * suggests, so the reading is right from 1968-01-20 to 2104-02-26.
  */
 export function readTimestamp(view: DataView, offset: number): number | undefined {
   const seconds = view.getUint32(offset);
@@ -112,4 +114,26 @@ export function referenceIdText(packet: Uint8Array): string {
     text += c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : "?";
   }
   return text;
+}
+
+/**
+ * Checks that `hostname` is an IPv4 or IPv6 address (or `"localhost"`, taken
+ * as 127.0.0.1) and returns the address to send to.
+ *
+ * @throws {TypeError} Naming `action` when it is not.
+ */
+export function serverAddress(hostname: string, action: string): string {
+  if (hostname === "localhost") return "127.0.0.1";
+  if (
+    typeof hostname === "string" &&
+    (/^\d{1,3}(\.\d{1,3}){3}$/.test(hostname) ||
+      (hostname.includes(":") && /^[0-9a-fA-F:.]+$/.test(hostname)))
+  ) {
+    return hostname;
+  }
+  throw new TypeError(
+    `Cannot ${action} as 'hostname' must be an IP address or "localhost": current value is ${
+      show(hostname)
+    }`,
+  );
 }

@@ -18,6 +18,7 @@ import {
   readTimestamp,
   referenceIdText,
   sameTimestampBytes,
+  serverAddress,
   writeTimestamp,
 } from "./_ntp.ts";
 import { show } from "./_show.ts";
@@ -164,7 +165,7 @@ export async function queryNtp(
     scheduler = systemScheduler,
     signal,
   } = options;
-  const server = checkHostname(hostname);
+  const server = serverAddress(hostname, "query the time server");
   if (!Number.isInteger(port) || port < 1 || port > 65_535) {
     throw new RangeError(
       `Cannot query the time server as 'port' must be an integer in 1..65535: current value is ${
@@ -193,11 +194,18 @@ export async function queryNtp(
   const conn = Deno.listenDatagram({ transport: "udp", hostname: local, port: 0 });
   const dropped: Dropped = { foreign: 0, truncated: 0, mode: 0, version: 0, originate: 0 };
   let timedOut = false;
+  let open = true;
+  const close = () => {
+    if (open) {
+      open = false;
+      conn.close();
+    }
+  };
   const timer = scheduler.setTimeout(() => {
     timedOut = true;
-    conn.close();
+    close();
   }, timeoutMs);
-  const onAbort = () => conn.close();
+  const onAbort = () => close();
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     const request = new Uint8Array(NTP_PACKET_BYTES);
@@ -230,11 +238,7 @@ export async function queryNtp(
   } finally {
     scheduler.clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
-    try {
-      conn.close();
-    } catch {
-      // Closed by the timer or the signal.
-    }
+    close();
   }
 }
 
@@ -317,22 +321,6 @@ function check(
     referenceId,
     legacy,
   };
-}
-
-function checkHostname(hostname: string): string {
-  if (hostname === "localhost") return "127.0.0.1";
-  if (
-    typeof hostname === "string" &&
-    (/^\d{1,3}(\.\d{1,3}){3}$/.test(hostname) || /^[0-9a-fA-F:.]+$/.test(hostname) &&
-        hostname.includes(":"))
-  ) {
-    return hostname;
-  }
-  throw new TypeError(
-    `Cannot query the time server as 'hostname' must be an IP address or "localhost": current value is ${
-      show(hostname)
-    }`,
-  );
 }
 
 function normalizeHost(hostname: string): string {

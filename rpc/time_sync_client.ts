@@ -5,6 +5,7 @@
  */
 
 import { delay } from "./_async.ts";
+import { serverAddress } from "./_ntp.ts";
 import { show } from "./_show.ts";
 import { ClientSynchronizedClock } from "./client_synchronized_clock.ts";
 import { type NtpSample, queryNtp } from "./query_ntp.ts";
@@ -213,13 +214,7 @@ export class TimeSyncClient implements AsyncDisposable {
       scheduler = systemScheduler,
       signal,
     } = options;
-    if (typeof hostname !== "string" || hostname === "") {
-      throw new TypeError(
-        `Cannot start the time sync client as 'hostname' must be an IP address: current value is ${
-          show(hostname)
-        }`,
-      );
-    }
+    serverAddress(hostname, "start the time sync client");
     if (!Number.isInteger(port) || port < 1 || port > 65_535) {
       throw new RangeError(
         `Cannot start the time sync client as 'port' must be an integer in 1..65535: current value is ${

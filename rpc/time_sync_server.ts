@@ -79,6 +79,8 @@ export interface TimeSyncServerCounters {
   badVersion: number;
   /** Replies that could not be sent. */
   sendErrors: number;
+  /** Socket errors while receiving (the server stops after 100 in a row). */
+  receiveErrors: number;
 }
 
 /**
@@ -164,6 +166,7 @@ export class TimeSyncServer implements AsyncDisposable {
     notClient: 0,
     badVersion: 0,
     sendErrors: 0,
+    receiveErrors: 0,
   };
   #referenceMicros: number;
   #closed = false;
@@ -267,15 +270,19 @@ export class TimeSyncServer implements AsyncDisposable {
 
   async #serve(): Promise<void> {
     const buffer = new Uint8Array(2048);
+    let failures = 0;
     while (!this.#closed) {
       let packet: Uint8Array;
       let from: Deno.Addr;
       try {
         [packet, from] = await this.#conn.receive(buffer);
+        failures = 0;
       } catch (error) {
-        if (this.#closed) return;
-        // A socket error (e.g. an ICMP report on some systems): keep serving.
-        if (error instanceof Deno.errors.BadResource) return;
+        if (this.#closed || error instanceof Deno.errors.BadResource) return;
+        // A transient socket error (e.g. an ICMP report on some systems):
+        // keep serving, but not in a tight loop on a socket that is broken.
+        this.#counters.receiveErrors++;
+        if (++failures >= 100) return;
         continue;
       }
       const t2 = this.#clock.now();
