@@ -237,6 +237,20 @@ export class TimeSyncServer implements AsyncDisposable {
     this.#loop = this.#serve();
   }
 
+  /**
+   * The server's side of synchronised time: the clock it serves, as a
+   * {@linkcode SynchronizedClock} that maps local time one to one (on the
+   * time authority, local time is synchronised time).
+   */
+  get clock(): SynchronizedClock {
+    const clock = this.#clock;
+    return {
+      now: () => clock.now(),
+      sync: (localMicros: number) => localMicros,
+      desync: (syncedMicros: number) => syncedMicros,
+    };
+  }
+
   /** The counts of datagrams received, answered and dropped (a fresh object). */
   get counters(): TimeSyncServerCounters {
     return { ...this.#counters };

@@ -162,6 +162,19 @@ Deno.test("TimeSyncServer reports a port it cannot bind", async (t) => {
   });
 });
 
+Deno.test("TimeSyncServer exposes the clock it serves as an identity SynchronizedClock", async () => {
+  await using server = new TimeSyncServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    clock: scripted(T, T + 7),
+  });
+  assertEquals([server.clock.now(), server.clock.sync(42), server.clock.desync(-42)], [
+    T + 7,
+    42,
+    -42,
+  ]);
+});
+
 Deno.test("TimeSyncServer closes cleanly", async (t) => {
   await t.step("close releases the port and can be called twice", async () => {
     const server = new TimeSyncServer({ hostname: "127.0.0.1", port: 0 });
