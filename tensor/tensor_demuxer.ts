@@ -118,10 +118,6 @@ interface Keyframe {
   values: TensorArray;
   bits: Bits;
   readonly explicit: Int32Array;
-  /** The explicit indices while few (to clear `explicit` cheaply). */
-  readonly list: Int32Array;
-  /** How many of `list` are in use, or -1 once it overflowed (clear all of `explicit`). */
-  listCount: number;
   /** The call that last queued a notification for this keyframe (deduplication). */
   mark: number;
 }
@@ -212,7 +208,6 @@ export class TensorDemuxer<D extends DType = DType>
   readonly #timeline = new Timeline<Keyframe>();
   readonly #pool: Keyframe[] = [];
   readonly #retired: Keyframe[] = [];
-  readonly #listLimit: number;
   #baseline: TensorArray;
   #baselineBits: Bits;
   /** Scratch copy of the chunk's values, so they can be read as bits without a new view. */
@@ -298,7 +293,6 @@ export class TensorDemuxer<D extends DType = DType>
     }
     this.#scratch = allocate(dtype, Math.min(length, 4096));
     this.#scratchBits = bitsView(this.#scratch);
-    this.#listLimit = Math.max(8, length >>> 4);
   }
 
   /**
@@ -677,9 +671,6 @@ export class TensorDemuxer<D extends DType = DType>
     const from = values as Float64Array;
     const explicit = keyframe.explicit;
     const changed = this.#changed;
-    const list = keyframe.list;
-    const listLimit = this.#listLimit;
-    let listCount = keyframe.listCount;
     let count = 0;
     let fromBits: Bits | null = null;
     for (let k = lo; k < hi; k++) {
@@ -688,10 +679,6 @@ export class TensorDemuxer<D extends DType = DType>
       const bit = 1 << (idx & 31);
       if ((explicit[word] & bit) === 0) {
         explicit[word] |= bit;
-        if (listCount !== -1) {
-          if (listCount < listLimit) list[listCount++] = idx;
-          else listCount = -1;
-        }
       }
       const x = from[k];
       const y = out[idx];
@@ -706,7 +693,6 @@ export class TensorDemuxer<D extends DType = DType>
       if (collect) changed![count] = idx;
       count++;
     }
-    keyframe.listCount = listCount;
     return count;
   }
 
@@ -741,15 +727,6 @@ export class TensorDemuxer<D extends DType = DType>
   ): number {
     const a = start + lo;
     const b = start + hi;
-    const count = keyframe.listCount;
-    if (count !== -1) {
-      // Duplicates are harmless: the list only serves to clear the bitmap.
-      if (count + (b - a) <= this.#listLimit) {
-        const list = keyframe.list;
-        for (let idx = a; idx < b; idx++) list[count + idx - a] = idx;
-        keyframe.listCount = count + (b - a);
-      } else keyframe.listCount = -1;
-    }
     setBits(keyframe.explicit, a, b);
     const w = this.#wide ? 2 : 1;
     const bits = keyframe.bits;
@@ -777,9 +754,6 @@ export class TensorDemuxer<D extends DType = DType>
     const bits = keyframe.bits;
     const explicit = keyframe.explicit;
     const changed = this.#changed;
-    const list = keyframe.list;
-    const listLimit = this.#listLimit;
-    let listCount = keyframe.listCount;
     let count = 0;
     for (let k = lo; k < hi; k++) {
       const idx = start + k;
@@ -787,10 +761,6 @@ export class TensorDemuxer<D extends DType = DType>
       const bit = 1 << (idx & 31);
       if ((explicit[word] & bit) === 0) {
         explicit[word] |= bit;
-        if (listCount !== -1) {
-          if (listCount < listLimit) list[listCount++] = idx;
-          else listCount = -1;
-        }
       }
       const v = src[k - offset];
       if (bits[idx] !== v) {
@@ -799,7 +769,6 @@ export class TensorDemuxer<D extends DType = DType>
         count++;
       }
     }
-    keyframe.listCount = listCount;
     return count;
   }
 
@@ -816,9 +785,6 @@ export class TensorDemuxer<D extends DType = DType>
     const bits = keyframe.bits;
     const explicit = keyframe.explicit;
     const changed = this.#changed;
-    const list = keyframe.list;
-    const listLimit = this.#listLimit;
-    let listCount = keyframe.listCount;
     let count = 0;
     for (let k = lo; k < hi; k++) {
       const idx = start + k;
@@ -826,10 +792,6 @@ export class TensorDemuxer<D extends DType = DType>
       const bit = 1 << (idx & 31);
       if ((explicit[word] & bit) === 0) {
         explicit[word] |= bit;
-        if (listCount !== -1) {
-          if (listCount < listLimit) list[listCount++] = idx;
-          else listCount = -1;
-        }
       }
       const s = 2 * (k - offset);
       const d = 2 * idx;
@@ -842,7 +804,6 @@ export class TensorDemuxer<D extends DType = DType>
         count++;
       }
     }
-    keyframe.listCount = listCount;
     return count;
   }
 
@@ -976,14 +937,7 @@ export class TensorDemuxer<D extends DType = DType>
 
   #recycle(keyframe: Keyframe): void {
     if (this.#pool.length >= POOL_LIMIT) return;
-    const count = keyframe.listCount;
-    if (count === -1) keyframe.explicit.fill(0);
-    else {
-      const explicit = keyframe.explicit;
-      const list = keyframe.list;
-      for (let k = 0; k < count; k++) explicit[list[k] >>> 5] = 0;
-    }
-    keyframe.listCount = 0;
+    keyframe.explicit.fill(0);
     this.#pool.push(keyframe);
   }
 
@@ -995,8 +949,6 @@ export class TensorDemuxer<D extends DType = DType>
       values,
       bits: bitsView(values),
       explicit: new Int32Array((this.tensorLength + 31) >>> 5),
-      list: new Int32Array(this.#listLimit),
-      listCount: 0,
       mark: 0,
     };
   }
