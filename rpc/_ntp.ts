@@ -105,8 +105,16 @@ export function referenceIdBytes(id: string): Uint8Array {
   return out;
 }
 
-/** Decodes a reference id (or kiss code) as ASCII, stopping at the first NUL. */
+/**
+ * Decodes a reference id: for stratum 0 (a kiss code) and 1 (a reference
+ * clock) ASCII up to the first NUL; from stratum 2 on the upstream server's
+ * IPv4 address, dotted (or the first four bytes of an IPv6 address's hash,
+ * which look the same), as RFC 5905 §7.3 defines.
+ */
 export function referenceIdText(packet: Uint8Array): string {
+  if (packet[1] >= 2) {
+    return Array.from(packet.subarray(OFFSET_REFERENCE_ID, OFFSET_REFERENCE_ID + 4)).join(".");
+  }
   let text = "";
   for (let k = OFFSET_REFERENCE_ID; k < OFFSET_REFERENCE_ID + 4; k++) {
     const c = packet[k];

@@ -42,7 +42,11 @@ export interface NtpSample {
   stratum: number;
   /** The reply's NTP version. */
   version: number;
-  /** The server's reference id as ASCII (e.g. `"LOCL"`), or `""`. */
+  /**
+   * The server's reference id: ASCII for stratum 1 (e.g. `"LOCL"`, `"GPS"`),
+   * the upstream server's IPv4 address for stratum 2 and above (e.g.
+   * `"127.127.1.1"`).
+   */
   referenceId: string;
   /**
    * True when the reply came from a Python tsercom server, which leaves the

@@ -68,4 +68,10 @@ Deno.test("NTP header fields", async (t) => {
     packet.set([0x52, 0x41, 0x54, 0x45], 12);
     assertEquals(referenceIdText(packet), "RATE");
   });
+  await t.step("from stratum 2 on, the reference id is the upstream IPv4 address", () => {
+    const packet = new Uint8Array(48);
+    packet[1] = 8;
+    packet.set([127, 127, 1, 1], 12);
+    assertEquals(referenceIdText(packet), "127.127.1.1");
+  });
 });

@@ -84,7 +84,7 @@ Deno.test("queryNtp measures offset and delay from a valid reply", async (t) => 
       localMicros: T4,
       stratum: 2,
       version: 4,
-      referenceId: "TEST",
+      referenceId: "84.69.83.84", // stratum 2: an IPv4 address ("TEST" as bytes)
       legacy: false,
     });
   });
