@@ -18,3 +18,4 @@
 
 export * from "./rpc/mod.ts";
 export * from "./tensor/mod.ts";
+export * from "./discovery/mod.ts";
