@@ -23,6 +23,16 @@ export interface MdnsOptions {
    * @default {"rename"}
    */
   onConflict?: "rename" | "fail";
+  /**
+   * The TTLs, in seconds, of the records published through this
+   * participant: `host` for A/AAAA, `service` for SRV, `other` for PTR and
+   * TXT. Listeners forget a host that vanished without a goodbye when they
+   * run out, so short TTLs notice a pulled cable sooner, at the cost of
+   * more refresh traffic.
+   *
+   * @default {{ host: 120, service: 120, other: 4500 }}
+   */
+  ttl?: { host?: number; service?: number; other?: number };
 }
 
 /** What an {@linkcode Mdns} received, dropped and sent. */
@@ -69,7 +79,9 @@ export class Mdns implements AsyncDisposable {
    */
   static async open(options: MdnsOptions = {}): Promise<Mdns> {
     const transport = await UdpMdnsTransport.open({ interfaces: options.interfaces });
-    return wrapEngine(new MdnsEngine({ transport, onConflict: options.onConflict }));
+    return wrapEngine(
+      new MdnsEngine({ transport, onConflict: options.onConflict, ttl: options.ttl }),
+    );
   }
 
   /** The host name this participant answers for, e.g. `"tsercom-1a2b3c4d.local"`. */

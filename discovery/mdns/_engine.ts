@@ -33,6 +33,8 @@ export interface MdnsEngineOptions {
   hostLabel?: string;
   /** What the responder does when a name it wants is taken. */
   onConflict?: "rename" | "fail";
+  /** The TTLs of published records, seconds. */
+  ttl?: { host?: number; service?: number; other?: number };
 }
 
 /** What an engine received, dropped and sent. */
@@ -95,6 +97,7 @@ export class MdnsEngine {
     this.responder = new Responder(context, {
       hostLabel,
       onConflict: options.onConflict ?? "rename",
+      ttl: options.ttl,
     });
     this.querier = new Querier(context);
     this.#loop = this.#receive();
