@@ -20,4 +20,4 @@ export * from "./instance_publisher.ts";
 export { Mdns, type MdnsCounters, type MdnsOptions } from "./mdns.ts";
 export * from "./service_info.ts";
 // The caller ids in this module's signatures, for users of this entry point alone.
-export { CallerId } from "../rpc/caller_id.ts";
+export { CallerId, type CallerIdFields, type CallerIdInput } from "../rpc/caller_id.ts";

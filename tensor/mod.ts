@@ -31,3 +31,7 @@ export * from "./tensor_demuxer.ts";
 export * from "./tensor_format_error.ts";
 export * from "./tensor_stream_receiver.ts";
 export * from "./tensor_stream_source.ts";
+// The rpc types in this module's signatures, for users of this entry point alone.
+export type { OverflowPolicy } from "../rpc/_async.ts";
+export type { Scheduler } from "../rpc/scheduler.ts";
+export type { SynchronizedClock } from "../rpc/synchronized_clock.ts";

@@ -25,7 +25,9 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import type { DType, TensorArray } from "./dtype.ts";
+import type { DType, TensorArray, TypedArrayByDType } from "./dtype.ts";
+
+export type { DType, TensorArray, TypedArrayByDType };
 
 /** A tfjs tensor's data as a tsercom stream carries it. */
 export interface TfjsTensorData {
