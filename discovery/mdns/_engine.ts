@@ -35,6 +35,11 @@ export interface MdnsEngineOptions {
   onConflict?: "rename" | "fail";
   /** The TTLs of published records, seconds. */
   ttl?: { host?: number; service?: number; other?: number };
+  /**
+   * How often to look for a change of the host's addresses, milliseconds;
+   * a change is announced (RFC 6762 §8.4). 0 turns the polling off.
+   */
+  addressPollMs?: number;
 }
 
 /** What an engine received, dropped and sent. */
@@ -68,6 +73,10 @@ export class MdnsEngine {
     sendErrors: 0,
   };
   readonly #loop: Promise<void>;
+  readonly #scheduler: Scheduler;
+  readonly #addressPollMs: number;
+  #addressTimer: unknown;
+  #lastAddresses: string;
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -100,7 +109,29 @@ export class MdnsEngine {
       ttl: options.ttl,
     });
     this.querier = new Querier(context);
+    this.#scheduler = scheduler;
+    this.#addressPollMs = options.addressPollMs ?? 5_000;
+    this.#lastAddresses = this.#transport.addresses().join(",");
     this.#loop = this.#receive();
+    this.#pollAddresses();
+  }
+
+  /** Checks the host's addresses every addressPollMs; announces a change. */
+  #pollAddresses(): void {
+    if (this.#addressPollMs <= 0 || this.#closed) return;
+    this.#addressTimer = this.#scheduler.setTimeout(() => {
+      if (this.#closed) return;
+      const now = this.#transport.addresses().join(",");
+      if (now !== this.#lastAddresses) {
+        this.#lastAddresses = now;
+        try {
+          this.responder.addressesChanged();
+        } catch {
+          this.#counters.handlerErrors++;
+        }
+      }
+      this.#pollAddresses();
+    }, this.#addressPollMs);
   }
 
   /** The host name the responder answers for (it changes if a conflict renames it). */
@@ -125,6 +156,7 @@ export class MdnsEngine {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#closed = true;
+      this.#scheduler.clearTimeout(this.#addressTimer);
       try {
         await this.responder.close();
       } finally {
