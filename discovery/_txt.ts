@@ -44,9 +44,10 @@ export function encodeTxt(entries: Readonly<Record<string, string | null>>): Uin
 
 /**
  * Decodes TXT strings into a map with lower-case keys (keys are
- * case-insensitive). The first occurrence of a key wins; a bare key or an
- * empty value is `null`; a value that is not UTF-8 is skipped; empty
- * strings are ignored.
+ * case-insensitive). The first occurrence of a key wins; a bare key is
+ * `null` (present, no value) and `key=` is `""` (present, empty value), as
+ * RFC 6763 §6.4 distinguishes them; an entry that is not UTF-8 is skipped;
+ * empty strings are ignored.
  */
 export function decodeTxt(strings: readonly Uint8Array[]): Record<string, string | null> {
   const out: Record<string, string | null> = {};
@@ -59,7 +60,7 @@ export function decodeTxt(strings: readonly Uint8Array[]): Record<string, string
     let value: string | null;
     try {
       key = decoder.decode(keyBytes).toLowerCase();
-      value = eq < 0 || eq === bytes.length - 1 ? null : decoder.decode(bytes.subarray(eq + 1));
+      value = eq < 0 ? null : decoder.decode(bytes.subarray(eq + 1));
     } catch {
       continue;
     }

@@ -75,6 +75,8 @@ export class InstanceListener implements AsyncDisposable {
   #starting: Promise<void> | undefined;
   #closed = false;
   #chain: Promise<void> = Promise.resolve();
+  /** The instances (lower-case names) the client was told about and not told gone. */
+  readonly #reported = new Set<string>();
 
   /**
    * Prepares a listener; browsing starts with {@linkcode InstanceListener.start}.
@@ -149,13 +151,24 @@ export class InstanceListener implements AsyncDisposable {
   #enqueue(event: BrowseEvent): void {
     if (this.#closed) return;
     const info = toServiceInfo(event.instance);
+    const key = info.mdnsName.toLowerCase();
+    const known = this.#reported.has(key);
+    // An instance is reported only while it has an address one can connect to.
+    let kind: "added" | "updated" | "removed" | undefined;
+    if (event.kind === "removed" || info.addresses.length === 0) {
+      kind = known ? "removed" : undefined;
+    } else kind = known ? (event.kind === "updated" ? "updated" : undefined) : "added";
+    if (kind === undefined) return;
+    if (kind === "removed") this.#reported.delete(key);
+    else this.#reported.add(key);
+    const changed = event.kind === "updated" ? event.changed : [];
     const client = this.#client;
     this.#chain = this.#chain.then(async () => {
       try {
-        if (event.kind === "added") await client.onServiceAdded(info);
-        else if (event.kind === "removed") await client.onServiceRemoved(info.mdnsName, info);
+        if (kind === "added") await client.onServiceAdded(info);
+        else if (kind === "removed") await client.onServiceRemoved(info.mdnsName, info);
         else if (client.onServiceUpdated !== undefined) {
-          await client.onServiceUpdated(info, event.changed);
+          await client.onServiceUpdated(info, changed);
         } else await client.onServiceAdded(info);
       } catch (error) {
         this.#onError(error);
@@ -171,7 +184,8 @@ function toServiceInfo(instance: ResolvedInstance): ServiceInfo {
   return {
     name: typeof txt.name === "string" && txt.name !== "" ? txt.name : instance.name,
     port: instance.port,
-    addresses: [...instance.addresses],
+    // An IPv6 link-local address means nothing without its interface (zone).
+    addresses: instance.addresses.filter((address) => !/^fe[89ab][0-9a-f]:/i.test(address)),
     mdnsName: instance.name,
     txt,
     id,

@@ -27,7 +27,11 @@ export interface ServiceInfo {
   readonly name: string;
   /** The TCP or UDP port the service listens on. */
   readonly port: number;
-  /** The host's addresses: IPv4 dotted first, then IPv6; never empty. */
+  /**
+   * The host's addresses: IPv4 dotted first, then IPv6; never empty. IPv6
+   * link-local addresses are left out (they are useless without their
+   * interface).
+   */
   readonly addresses: readonly string[];
   /** The full instance name as on the wire, e.g. `"x._sensors._tcp.local"`. */
   readonly mdnsName: string;

@@ -1267,9 +1267,12 @@ export class Responder {
       return;
     }
     if (unicast.size > 0) {
+      // A unicast reply cannot collide with other responders' multicast
+      // answers, which is what the 20-120 ms delay of shared records is for
+      // (§6): it goes at once, which is what makes a new browser fast.
       const entries = [...unicast.values()];
       this.#scheduleAnswers(from, entries, source, {
-        delay: defence ? 0 : this.#delayFor(entries, message.truncated),
+        delay: defence || !message.truncated ? 0 : this.#delayFor(entries, true),
         minInterval: 0,
       });
     }

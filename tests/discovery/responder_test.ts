@@ -1082,3 +1082,14 @@ Deno.test("a trailing dot in the service type is accepted and dropped", async ()
   const { ctx, responder } = setup();
   assertEquals(await published(ctx, responder, { ...SENSOR, serviceType: `${TYPE}.` }), NAME);
 });
+
+Deno.test("a unicast reply to a QU question for a shared record is not delayed", async () => {
+  const { ctx, responder } = setup();
+  await published(ctx, responder);
+  const source = { address: "192.168.1.20", port: 5353 };
+  const at = ctx.scheduler.now;
+  responder.handle(query([[TYPE, "PTR", true]]), source);
+  const [reply] = ctx.since(at);
+  assertEquals([reply.to, reply.at], [source, at]);
+  assertEquals(reply.message.answers.map((r) => r.type), ["PTR"]);
+});
