@@ -77,6 +77,9 @@ export class MdnsEngine {
   readonly #addressPollMs: number;
   #addressTimer: unknown;
   #lastAddresses: string;
+  #lastLink: string;
+  /** Whether the last send failed (the link may be down). */
+  #sendFailing = false;
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -112,6 +115,7 @@ export class MdnsEngine {
     this.#scheduler = scheduler;
     this.#addressPollMs = options.addressPollMs ?? 5_000;
     this.#lastAddresses = this.#transport.addresses().join(",");
+    this.#lastLink = this.#transport.linkState?.() ?? "";
     this.#loop = this.#receive();
     this.#pollAddresses();
   }
@@ -122,13 +126,18 @@ export class MdnsEngine {
     this.#addressTimer = this.#scheduler.setTimeout(() => {
       if (this.#closed) return;
       const now = this.#transport.addresses().join(",");
-      if (now !== this.#lastAddresses) {
-        this.#lastAddresses = now;
-        try {
+      const link = this.#transport.linkState?.() ?? "";
+      try {
+        if (now !== this.#lastAddresses) {
+          this.#lastAddresses = now;
+          this.#lastLink = link;
           this.responder.addressesChanged();
-        } catch {
-          this.#counters.handlerErrors++;
+        } else if (link !== this.#lastLink) {
+          this.#lastLink = link;
+          this.responder.linkChanged();
         }
+      } catch {
+        this.#counters.handlerErrors++;
       }
       this.#pollAddresses();
     }, this.#addressPollMs);
@@ -174,8 +183,14 @@ export class MdnsEngine {
       try {
         await this.#transport.send(packet, to);
         this.#counters.sent++;
+        if (this.#sendFailing) {
+          // Sending works again after failing: the link is probably back.
+          this.#sendFailing = false;
+          if (!this.#closed) this.responder.linkChanged();
+        }
       } catch {
         this.#counters.sendErrors++;
+        this.#sendFailing = true;
       }
     }
   }

@@ -640,6 +640,20 @@ export class Responder {
   }
 
   /**
+   * Announces every announced record again, host and services (RFC 6762
+   * §8.3), for when the link came back (a cable plugged in again): hosts
+   * that forgot us while we were away learn of us at once instead of at
+   * their next query, which may be an hour away. Our names are not probed
+   * again; a conflict that arose meanwhile is caught by the answers as
+   * usual (§9).
+   */
+  linkChanged(): void {
+    if (this.#closed || this.#hostState !== "announced") return;
+    const services = new Set([...this.#services].filter((s) => s.state === "announced"));
+    void this.#startAnnouncement(true, services);
+  }
+
+  /**
    * Sends goodbyes for every record published, cancels every timer and
    * rejects registrations in progress with {@linkcode ResponderClosedError}.
    * Idempotent.

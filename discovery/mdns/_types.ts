@@ -143,6 +143,12 @@ export interface MdnsTransport {
   receive(): AsyncIterable<Datagram>;
   /** The addresses this host advertises (never loopback to other hosts), IPv4 first. */
   addresses(): string[];
+  /**
+   * A fingerprint of the link's state (e.g. every address of the chosen
+   * interfaces, IPv6 link-local included, which vanish while a cable is
+   * out); the engine re-announces when it changes. Optional.
+   */
+  linkState?(): string;
   /** Stops receiving and releases the socket. */
   close(): Promise<void>;
 }

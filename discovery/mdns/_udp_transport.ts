@@ -278,6 +278,36 @@ export class UdpMdnsTransport implements MdnsTransport {
     return [...this.#addresses.list];
   }
 
+  /**
+   * A fingerprint of the chosen interfaces' links: on Linux, each one's
+   * carrier change counter (`/sys/class/net/<if>/carrier_changes`, which
+   * moves on every cable pull and plug, however short), plus every address
+   * of any family (IPv6 link-local addresses leave while a link is down).
+   */
+  linkState(): string {
+    const parts: string[] = [];
+    for (const name of [...this.#names].sort()) {
+      try {
+        parts.push(
+          `${name}#${Deno.readTextFileSync(`/sys/class/net/${name}/carrier_changes`).trim()}`,
+        );
+      } catch {
+        // Not Linux, or not allowed to read: the addresses alone.
+      }
+    }
+    try {
+      parts.push(
+        ...Deno.networkInterfaces()
+          .filter((info) => this.#names.has(info.name))
+          .map((info) => `${info.name}/${info.address}`)
+          .sort(),
+      );
+    } catch {
+      // No interface list: what the counters said.
+    }
+    return parts.join(",");
+  }
+
   #readAddresses(): string[] {
     let current: string[];
     try {

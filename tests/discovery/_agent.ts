@@ -12,6 +12,21 @@
  * - `{"cmd":"counters"}` → `{"event":"counters","counters":…}`
  * - `{"cmd":"exit"}` → closes everything (goodbyes) and exits 0.
  *
+ * Robustness commands (`discovery_robustness_test.ts`; they need `--shared`):
+ *
+ * - `{"cmd":"reopen","ttl"?:{host?,service?,other?}}` → closes the shared {@linkcode Mdns}
+ *   (nothing may be published or listened to yet) and opens a new one with these record TTLs
+ *   → `{"event":"reopened","hostName":…}`
+ * - `{"cmd":"publish-many","ref":R,"type":T,"count":N,"port":P}` → publishes instances
+ *   `R-0` … `R-(N-1)` at once → `{"event":"published-many","ref":R,"instanceNames":[…]}`; they
+ *   are withdrawn when the shared {@linkcode Mdns} closes at exit, in one batch of goodbyes
+ *   (closing them one by one would take 125 ms each)
+ * - `{"cmd":"cached","ref":R,"names":[…]}` → the querier's cache entries owned by those names
+ *   → `{"event":"cached","ref":R,"records":[{name,type,data,ttl,receivedAt,expiresAt}]}`
+ *   (times in ms like `t`)
+ * - `{"cmd":"engine-counters","ref":R}` →
+ *   `{"event":"engine-counters","ref":R,"engine":…,"querier":…,"responder":…}`
+ *
  * With `--shared`, every publisher and listener uses one {@linkcode Mdns}; otherwise each opens
  * its own. `t` is `performance.timeOrigin + performance.now()` in ms, comparable across hosts.
  * It refuses to run (exit 3) outside an isolated namespace, so its multicast stays inside.
@@ -20,6 +35,7 @@
  */
 
 import { isIsolatedNetns } from "../netns/mod.ts";
+import { engineOf } from "../../discovery/mdns.ts";
 import {
   InstanceListener,
   InstancePublisher,
@@ -32,7 +48,7 @@ if (!(await isIsolatedNetns())) {
   Deno.exit(3);
 }
 
-const shared = Deno.args.includes("--shared") ? await Mdns.open() : undefined;
+let shared = Deno.args.includes("--shared") ? await Mdns.open() : undefined;
 const publishers = new Map<string, InstancePublisher>();
 const listeners = new Map<string, InstanceListener>();
 
@@ -96,9 +112,78 @@ async function handle(command: Record<string, unknown>): Promise<boolean> {
       emit({ event: "counters", counters: shared?.counters ?? null });
       return true;
     }
+    case "reopen":
+    case "publish-many":
+    case "cached":
+    case "engine-counters":
+      await handleRobustness(command, ref);
+      return true;
     default:
       emit({ event: "error", message: `unknown command ${JSON.stringify(command.cmd)}` });
       return true;
+  }
+}
+
+/** The commands of `discovery_robustness_test.ts` (see the module comment). */
+async function handleRobustness(command: Record<string, unknown>, ref: string): Promise<void> {
+  if (shared === undefined) throw new Error(`${command.cmd} needs --shared`);
+  const wall = (ms: number) => performance.timeOrigin + ms;
+  switch (command.cmd) {
+    case "reopen": {
+      if (
+        publishers.size > 0 || listeners.size > 0 || engineOf(shared).responder.services.length > 0
+      ) {
+        throw new Error("reopen needs an agent that published and listened to nothing yet");
+      }
+      await shared.close();
+      shared = await Mdns.open({ ttl: command.ttl as { host?: number } | undefined });
+      emit({ event: "reopened", ref, hostName: shared.hostName });
+      return;
+    }
+    case "publish-many": {
+      const count = Number(command.count);
+      const batch = Array.from(
+        { length: count },
+        (_, i) =>
+          new InstancePublisher(Number(command.port), String(command.type), {
+            instanceName: `${ref}-${i}`,
+            mdns: shared,
+          }),
+      );
+      await Promise.all(batch.map((publisher) => publisher.publish()));
+      emit({
+        event: "published-many",
+        ref,
+        instanceNames: batch.map((publisher) => publisher.instanceName),
+      });
+      return;
+    }
+    case "cached": {
+      const querier = engineOf(shared).querier;
+      const records = (command.names as string[]).flatMap((name) =>
+        querier.cached(name).map(({ record, receivedAt, expiresAt }) => ({
+          name: record.name,
+          type: record.type,
+          data: record.type === "TXT" ? record.data.length : record.data,
+          ttl: record.ttl,
+          receivedAt: wall(receivedAt),
+          expiresAt: wall(expiresAt),
+        }))
+      );
+      emit({ event: "cached", ref, records });
+      return;
+    }
+    case "engine-counters": {
+      const engine = engineOf(shared);
+      emit({
+        event: "engine-counters",
+        ref,
+        engine: engine.counters,
+        querier: engine.querier.counters,
+        responder: engine.responder.counters,
+      });
+      return;
+    }
   }
 }
 

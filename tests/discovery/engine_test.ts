@@ -25,16 +25,22 @@ function seeded(seed: number): () => number {
   };
 }
 
-/** A transport whose addresses a test can change. */
+/** A transport whose addresses and link state a test can change. */
 function withAddresses(inner: MdnsTransport, addresses: string[]) {
   const current = [...addresses];
+  let link = "carrier 1";
   const transport: MdnsTransport = {
     send: (data: Uint8Array, to?: Endpoint) => inner.send(data, to),
     receive: (): AsyncIterable<Datagram> => inner.receive(),
     addresses: () => [...current],
+    linkState: () => link,
     close: () => inner.close(),
   };
-  return { transport, set: (next: string[]) => current.splice(0, current.length, ...next) };
+  return {
+    transport,
+    set: (next: string[]) => current.splice(0, current.length, ...next),
+    setLink: (next: string) => link = next,
+  };
 }
 
 Deno.test("MdnsEngine: a publisher and a browser on one in-memory link", async (t) => {
@@ -137,4 +143,34 @@ Deno.test("MdnsEngine announces a change of the host's addresses", async () => {
   await run(scheduler, 1_000);
   await closing;
   assertEquals(scheduler.pending, 0);
+});
+
+Deno.test("MdnsEngine announces everything again when the link comes back", async () => {
+  const scheduler = new ManualScheduler();
+  const network = new MemoryNetwork();
+  const link = withAddresses(network.transport("10.0.0.1"), ["10.0.0.1"]);
+  const engine = new MdnsEngine({
+    transport: link.transport,
+    scheduler,
+    random: seeded(5),
+    hostLabel: "pub",
+    addressPollMs: 1_000,
+  });
+  const registered = engine.responder.register({
+    instance: "S",
+    serviceType: "_x._tcp.local",
+    port: 1,
+    txt: [],
+  });
+  await run(scheduler, 5_000);
+  await registered;
+  const before = engine.responder.counters.announcements;
+  await run(scheduler, 3_000);
+  assertEquals(engine.responder.counters.announcements, before, "no change, no announcement");
+  link.setLink("carrier 3"); // a cable pulled and plugged back, same addresses
+  await run(scheduler, 1_500);
+  assert(engine.responder.counters.announcements > before);
+  const closing = engine.close();
+  await run(scheduler, 1_000);
+  await closing;
 });
