@@ -27,6 +27,7 @@ export {
 export * from "./caller_id.ts";
 export * from "./client_synchronized_clock.ts";
 export * from "./fake_clock.ts";
+export * from "./grpc_types.ts";
 export * from "./proto_decode_error.ts";
 export * from "./query_ntp.ts";
 export * from "./scheduler.ts";
