@@ -18,6 +18,7 @@ export * from "./discovery_host.ts";
 export * from "./instance_listener.ts";
 export * from "./instance_publisher.ts";
 export { Mdns, type MdnsCounters, type MdnsOptions } from "./mdns.ts";
+export * from "./service_connector.ts";
 export * from "./service_info.ts";
 // The caller ids in this module's signatures, for users of this entry point alone.
 export { CallerId, type CallerIdFields, type CallerIdInput } from "../rpc/caller_id.ts";
