@@ -22,3 +22,4 @@ export * from "./service_connector.ts";
 export * from "./service_info.ts";
 // The caller ids in this module's signatures, for users of this entry point alone.
 export { CallerId, type CallerIdFields, type CallerIdInput } from "../rpc/caller_id.ts";
+export type { Scheduler } from "../rpc/scheduler.ts";
