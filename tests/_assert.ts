@@ -10,7 +10,8 @@ import nodeAssert from "node:assert/strict";
 
 /** Asserts that `condition` is truthy. */
 export function assert(condition: unknown, message?: string): asserts condition {
-  nodeAssert.ok(condition, message);
+  if (message === undefined) nodeAssert.ok(condition);
+  else nodeAssert.ok(condition, message);
 }
 
 /** Asserts deep strict equality. */
@@ -19,12 +20,14 @@ export function assertEquals<T>(
   expected: T,
   message?: string,
 ): asserts actual is T {
-  nodeAssert.deepStrictEqual(actual, expected, message);
+  if (message === undefined) nodeAssert.deepStrictEqual(actual, expected);
+  else nodeAssert.deepStrictEqual(actual, expected, message);
 }
 
 /** Asserts deep strict inequality. */
 export function assertNotEquals(actual: unknown, expected: unknown, message?: string): void {
-  nodeAssert.notDeepStrictEqual(actual, expected, message);
+  if (message === undefined) nodeAssert.notDeepStrictEqual(actual, expected);
+  else nodeAssert.notDeepStrictEqual(actual, expected, message);
 }
 
 /** Asserts that `fn` throws an instance of `ErrorClass` whose message includes `includes`. */
