@@ -23,3 +23,4 @@ export * from "./service_info.ts";
 // The caller ids in this module's signatures, for users of this entry point alone.
 export { CallerId, type CallerIdFields, type CallerIdInput } from "../rpc/caller_id.ts";
 export type { Scheduler } from "../rpc/scheduler.ts";
+export type { ClosableConnection } from "../rpc/reconnecting_client.ts";

@@ -6,15 +6,10 @@
 
 import { show } from "../rpc/_show.ts";
 import type { CallerId } from "../rpc/caller_id.ts";
+import type { ClosableConnection as Closable } from "../rpc/reconnecting_client.ts";
 import { type Scheduler, systemScheduler } from "../rpc/scheduler.ts";
 import type { DiscoveryHostClient } from "./discovery_host.ts";
 import type { ServiceInfo } from "./service_info.ts";
-
-/** Something that can be closed: a channel. */
-export interface Closable {
-  /** Releases the connection. */
-  close(): void | Promise<void>;
-}
 
 /** Opens connections to a service: the addresses in order of preference and the port. */
 export interface ConnectionFactory<C extends Closable> {
