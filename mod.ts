@@ -19,3 +19,4 @@
 export * from "./rpc/mod.ts";
 export * from "./tensor/mod.ts";
 export * from "./discovery/mod.ts";
+export * from "./runtime/mod.ts";

@@ -624,9 +624,8 @@ function tryClone(value: unknown): { ok: true; value: unknown } | { ok: false } 
   }
 }
 
-/** A class of error that {@linkcode ErrorRegistry} can rebuild. */
-// deno-lint-ignore no-explicit-any
-export type ErrorClass = abstract new (...args: any[]) => Error;
+/** A class of error that {@linkcode ErrorRegistry} can rebuild (any constructor arguments). */
+export type ErrorClass = abstract new (...args: never[]) => Error;
 
 /**
  * The error classes that {@linkcode deserializeError} may rebuild, by name.

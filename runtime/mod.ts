@@ -1,0 +1,38 @@
+/**
+ * Runtimes: user code that produces time-series data, run in its own Deno
+ * Worker or in this thread, managed by a {@linkcode RuntimeManager} that
+ * carries its data out under flow control and reports every failure to an
+ * {@linkcode ErrorWatcher}; and the {@linkcode RemoteDataAggregator} that
+ * keeps the data per caller.
+ *
+ * Under construction: event input, the data handlers and time-domain
+ * conversion are not here yet.
+ *
+ * @example
+ * ```ts ignore
+ * import { RuntimeManager } from "@tsercom/tsercom/runtime";
+ *
+ * await using manager = new RuntimeManager();
+ * const handle = manager.register(
+ *   { module: new URL("./my_runtime.ts", import.meta.url).href, export: "createRuntime" },
+ *   { role: "client" },
+ * );
+ * await manager.start();
+ * for await (const item of handle.data()) console.log(item.timestamp, item.value);
+ * ```
+ *
+ * @module
+ */
+
+export * from "./error_watcher.ts";
+export * from "./remote_data_aggregator.ts";
+export * from "./runtime.ts";
+export * from "./runtime_config.ts";
+export * from "./runtime_manager.ts";
+export * from "./worker_runtime_host.ts";
+export { type ErrorClass, ErrorRegistry, RemoteRuntimeError } from "./_worker_protocol.ts";
+// The rpc types in this module's signatures, for users of this entry point alone.
+export { CallerId, type CallerIdFields, type CallerIdInput } from "../rpc/caller_id.ts";
+export { CallerIdMap } from "../rpc/caller_id_map.ts";
+export type { OverflowPolicy } from "../rpc/_async.ts";
+export type { Scheduler } from "../rpc/scheduler.ts";
