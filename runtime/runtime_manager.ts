@@ -10,6 +10,7 @@
 import { ErrorWatcher } from "./error_watcher.ts";
 import { InProcessRuntimeHost } from "./_in_process_runtime_host.ts";
 import { ErrorRegistry } from "./_worker_protocol.ts";
+import { checkInitializerRef } from "./_initializer_ref.ts";
 import type { InitializerRef } from "./runtime.ts";
 import {
   createRuntimeConfig,
@@ -391,27 +392,7 @@ export class RuntimeManager implements AsyncDisposable {
         }`,
       );
     }
-    if (typeof ref !== "object" || ref === null) {
-      throw new TypeError(
-        `Cannot register the runtime as 'ref' must be an object: current value is ${String(ref)}`,
-      );
-    }
-    try {
-      new URL(ref.module);
-    } catch {
-      throw new TypeError(
-        `Cannot register the runtime as 'module' must be an absolute URL (use import.meta.resolve): current value is ${
-          String(ref.module)
-        }`,
-      );
-    }
-    if (typeof ref.export !== "string" || ref.export.length === 0) {
-      throw new TypeError(
-        `Cannot register the runtime as 'export' must be a non-empty string: current value is ${
-          String(ref.export)
-        }`,
-      );
-    }
+    checkInitializerRef(ref, "register the runtime", false);
     const checked = createRuntimeConfig({ ...config } as RuntimeConfigOptions);
     const handle = new RuntimeHandle({ ...ref }, checked, {
       watcher: this.#watcher,

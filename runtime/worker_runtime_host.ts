@@ -19,6 +19,7 @@ import {
   type SerializedError,
   validateMessage,
 } from "./_worker_protocol.ts";
+import { checkInitializerRef } from "./_initializer_ref.ts";
 import type { InitializerRef } from "./runtime.ts";
 
 export type { InitializerRef, OverflowPolicy };
@@ -301,7 +302,7 @@ export class WorkerRuntimeHost implements AsyncDisposable {
     ref: InitializerRef,
     options: WorkerRuntimeHostOptions = {},
   ): Promise<WorkerRuntimeHost> {
-    const checked = checkRef(ref);
+    const checked = checkInitializerRef(ref, "spawn the runtime", true);
     checkOptions(options);
     const host = new WorkerRuntimeHost(checked, options);
     try {
@@ -642,40 +643,6 @@ function cloneOrOmit(reason: unknown): Record<string, unknown> {
   } catch {
     return { reason: String(reason) };
   }
-}
-
-function checkRef(ref: InitializerRef): { module: string; export: string } {
-  if (typeof ref !== "object" || ref === null) {
-    throw new TypeError(
-      `Cannot spawn the runtime as 'ref' must be an object: current value is ${String(ref)}`,
-    );
-  }
-  let module: string;
-  try {
-    module = new URL(ref.module).href;
-  } catch {
-    throw new TypeError(
-      `Cannot spawn the runtime as 'module' must be an absolute URL (use import.meta.resolve): current value is ${
-        String(ref.module)
-      }`,
-    );
-  }
-  if (typeof ref.export !== "string" || ref.export.length === 0) {
-    throw new TypeError(
-      `Cannot spawn the runtime as 'export' must be a non-empty string: current value is ${
-        String(ref.export)
-      }`,
-    );
-  }
-  try {
-    structuredClone(ref.params);
-  } catch (error) {
-    throw new TypeError(
-      "Cannot spawn the runtime as 'params' must be structured-clonable: it is not",
-      { cause: error },
-    );
-  }
-  return { module, export: ref.export };
 }
 
 function checkOptions(options: WorkerRuntimeHostOptions): void {
