@@ -83,7 +83,8 @@ function caConfig(name: string): string {
   ].join("\n");
 }
 
-async function openssl(dir: string, args: string[]): Promise<void> {
+/** Runs `openssl` with `args` in `dir`; throws with its stderr when it fails. */
+export async function openssl(dir: string, args: string[]): Promise<void> {
   const output = await new Deno.Command("openssl", {
     args,
     cwd: dir,

@@ -11,7 +11,12 @@ import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import nodeAssert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { makeTestCertificates, type TestCertificates, type TestKeyPair } from "./_certs.ts";
+import {
+  makeTestCertificates,
+  openssl,
+  type TestCertificates,
+  type TestKeyPair,
+} from "./_certs.ts";
 import {
   ChannelConnectError,
   type ChannelSecurity,
@@ -297,19 +302,6 @@ interface PinningCertificates {
   rotated: TestKeyPair;
   /** A self-signed server certificate (CA:FALSE), for pinning without a CA. */
   selfSigned: TestKeyPair;
-}
-
-async function openssl(dir: string, args: string[]): Promise<void> {
-  const output = await new Deno.Command("openssl", {
-    args,
-    cwd: dir,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!output.success) {
-    throw new Error(`openssl ${args.join(" ")}: ${new TextDecoder().decode(output.stderr)}`);
-  }
 }
 
 const SERVER_EXTENSIONS = [
