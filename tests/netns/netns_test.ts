@@ -1,3 +1,4 @@
+import { Lines } from "../_lines.ts";
 import { assert, assertEquals, assertNotEquals } from "../_assert.ts";
 import {
   cleanupStaleNamespaces,
@@ -42,40 +43,6 @@ async function linkNames(): Promise<string[]> {
   ).sort();
 }
 
-/** Reads JSON lines from a stream, one at a time, each with a deadline. */
-class JsonLines {
-  #reader: ReadableStreamDefaultReader<string>;
-  #buffer = "";
-
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  }
-
-  async next(timeout: number): Promise<Record<string, unknown> | undefined> {
-    const deadline = Date.now() + timeout;
-    while (!this.#buffer.includes("\n")) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const chunk = await Promise.race([
-        this.#reader.read(),
-        new Promise<"late">((resolve) => {
-          timer = setTimeout(() => resolve("late"), Math.max(1, deadline - Date.now()));
-        }),
-      ]);
-      clearTimeout(timer);
-      if (chunk === "late" || chunk.done) return undefined;
-      this.#buffer += chunk.value;
-    }
-    const end = this.#buffer.indexOf("\n");
-    const line = this.#buffer.slice(0, end);
-    this.#buffer = this.#buffer.slice(end + 1);
-    return JSON.parse(line);
-  }
-
-  async close(): Promise<void> {
-    await this.#reader.cancel().catch(() => {});
-  }
-}
-
 /** Has `receiver` wait for one datagram and `sender` send `payload`; returns what arrived. */
 async function exchange(
   sender: SimHost,
@@ -95,9 +62,9 @@ async function exchange(
     ]),
     { stderr: "null" },
   );
-  const lines = new JsonLines(child.stdout);
+  const lines = new Lines(child.stdout);
   try {
-    assertEquals(await lines.next(8_000), { event: "ready" });
+    assertEquals(await lines.json(8_000), { event: "ready" });
     const sent = await sender.run(
       probe("send", [
         "--group",
@@ -111,7 +78,7 @@ async function exchange(
       ]),
       { timeout: 8_000 },
     );
-    const received = await lines.next(6_000);
+    const received = await lines.json(6_000);
     return { received, sent };
   } finally {
     await lines.close();
