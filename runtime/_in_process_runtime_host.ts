@@ -8,8 +8,12 @@
  */
 
 import type { ErrorWatcher } from "./error_watcher.ts";
-import { CreditWindow, type OverflowPolicy } from "./_worker_protocol.ts";
-import type { InitializerRef, Runtime, RuntimeContext, RuntimeInitializer } from "./runtime.ts";
+import type { SinkItem } from "./_data_handler.ts";
+import { createRuntimeSide, type RuntimeSide } from "./_runtime_side.ts";
+import { CreditWindow } from "./_worker_protocol.ts";
+import type { InitializerRef } from "./runtime.ts";
+import type { RuntimeConfig } from "./runtime_config.ts";
+import type { RuntimeEventStats } from "./runtime_data_handler.ts";
 
 /** One data item as the handle hands it out. */
 export interface InProcessDataItem {
@@ -17,24 +21,19 @@ export interface InProcessDataItem {
   readonly timestamp: number;
   /** The data, as emitted (not copied). */
   readonly value: unknown;
+  /** The caller it came from, as a string, if any. */
+  readonly callerId?: string;
 }
 
 /** Options for {@linkcode InProcessRuntimeHost.spawn}. */
 export interface InProcessRuntimeHostOptions {
-  /** Where rejected emits are reported. */
+  /** Where rejected emits and background failures are reported. */
   watcher: ErrorWatcher;
   /**
-   * How many items may wait for the reader before the overflow policy applies.
-   *
-   * @default {1024}
+   * The configuration: `dataCapacity` items may wait for the reader before
+   * `dataOverflow` applies.
    */
-  credits?: number;
-  /**
-   * What `emit` does without credit.
-   *
-   * @default {"block"}
-   */
-  overflow?: OverflowPolicy;
+  config: RuntimeConfig;
 }
 
 /** The lifecycle state of an {@linkcode InProcessRuntimeHost}. */
@@ -53,9 +52,8 @@ export type InProcessRuntimeState =
  * initializer); then `start`, read `data()`, `stop`.
  */
 export class InProcessRuntimeHost {
-  #runtime: Runtime | undefined;
+  #side: RuntimeSide | undefined;
   readonly #window: CreditWindow;
-  readonly #abort: AbortController;
   readonly #watcher: ErrorWatcher;
   readonly #source: string;
   #state: InProcessRuntimeState = "created";
@@ -69,12 +67,10 @@ export class InProcessRuntimeHost {
 
   private constructor(
     window: CreditWindow,
-    abort: AbortController,
     watcher: ErrorWatcher,
     source: string,
   ) {
     this.#window = window;
-    this.#abort = abort;
     this.#watcher = watcher;
     this.#source = source;
   }
@@ -94,42 +90,49 @@ export class InProcessRuntimeHost {
     options: InProcessRuntimeHostOptions,
   ): Promise<InProcessRuntimeHost> {
     const moduleUrl = String(ref.module);
-    const credits = options.credits ?? 1024;
+    const credits = options.config.dataCapacity;
     const window = new CreditWindow({
       initialCredit: credits,
-      overflow: options.overflow ?? "block",
+      overflow: options.config.dataOverflow,
       maxPending: credits,
     });
-    const abort = new AbortController();
     const source = `in-process runtime ${ref.export} (${moduleUrl})`;
     // The initializer may emit at once: the host exists before it is called.
-    const host = new InProcessRuntimeHost(window, abort, options.watcher, source);
-    const context: RuntimeContext<unknown> = {
-      emit: (value, timestamp) => host.#emit(value, timestamp),
+    const host = new InProcessRuntimeHost(window, options.watcher, source);
+    host.#side = await createRuntimeSide({
+      moduleUrl,
+      exportName: ref.export,
       params: ref.params,
-      signal: abort.signal,
-    };
-    const module = await import(moduleUrl);
-    const initializer: unknown = module[ref.export];
-    if (typeof initializer !== "function") {
-      throw new TypeError(
-        `Cannot initialize the runtime as export '${ref.export}' of ${moduleUrl} must be a function: current value is ${typeof initializer}`,
-      );
-    }
-    const created: unknown = await (initializer as RuntimeInitializer<unknown>)(context);
-    if (
-      typeof created !== "object" || created === null ||
-      typeof (created as Runtime).start !== "function" ||
-      typeof (created as Runtime).stop !== "function"
-    ) {
-      throw new TypeError(
-        `Cannot initialize the runtime as '${ref.export}' must return an object with start() and stop(): it returned ${
-          created === null ? "null" : typeof created
-        }`,
-      );
-    }
-    host.#runtime = created as Runtime;
+      config: options.config,
+      sink: (item) => host.#emit(item),
+      reportError: (error) => options.watcher.report(error, source),
+    });
     return host;
+  }
+
+  /** The event routing counters. */
+  get eventStats(): RuntimeEventStats | undefined {
+    return this.#side?.handler.stats;
+  }
+
+  /**
+   * Routes one event into the runtime's caller queues (where its
+   * `eventOverflow` applies).
+   *
+   * @param item The event.
+   * @returns `true` once routed.
+   * @throws {TypeError} (rejection) When the runtime stopped.
+   */
+  async sendEvent(
+    item: { value: unknown; callerId?: string; timestamp: number },
+  ): Promise<boolean> {
+    if (this.#dataEnd !== undefined) {
+      throw new TypeError(
+        `Cannot send the event as the runtime must be created or running: it is ${this.#state}`,
+      );
+    }
+    await this.#side!.handler.deliver([item]);
+    return true;
   }
 
   /** The lifecycle state. */
@@ -160,7 +163,7 @@ export class InProcessRuntimeHost {
     this.#state = "starting";
     this.#starting = (async () => {
       try {
-        await this.#runtime!.start();
+        await this.#side!.runtime.start();
         if (this.#state === "starting") this.#state = "running";
       } catch (error) {
         if (this.#state === "starting") this.#state = "failed";
@@ -193,10 +196,9 @@ export class InProcessRuntimeHost {
     }
     this.#state = "stopping";
     this.#stopping = (async () => {
-      this.#abort.abort(reason);
       let failure: { error: unknown } | undefined;
       try {
-        await this.#runtime!.stop(reason);
+        await this.#side!.stop(reason);
       } catch (error) {
         failure = { error };
       }
@@ -216,7 +218,7 @@ export class InProcessRuntimeHost {
    */
   abandon(error: unknown): void {
     if (this.#state === "failed" || this.#state === "terminated") return;
-    this.#abort.abort(error);
+    this.#side?.abandon(error);
     this.#window.close(error);
     this.#endData(this.#state === "stopped" ? undefined : error);
     this.#state = this.#state === "stopped" ? "terminated" : "failed";
@@ -248,25 +250,18 @@ export class InProcessRuntimeHost {
     }
   }
 
-  #emit(value: unknown, timestamp: number): void | Promise<void> {
-    if (!Number.isSafeInteger(timestamp)) {
-      throw new TypeError(
-        `Cannot emit the data as 'timestamp' must be a safe integer (microseconds): current value is ${
-          String(timestamp)
-        }`,
-      );
-    }
+  #emit(item: SinkItem): void | Promise<void> {
     if (this.#dataEnd !== undefined) {
       throw new TypeError(
         `Cannot emit the data as the runtime must not have stopped: it is ${this.#state}`,
       );
     }
     if (this.#window.tryAcquire(1)) {
-      this.#enqueue({ value, timestamp });
+      this.#enqueue(item);
       return;
     }
     const done = this.#window.acquire(1).then((ok) => {
-      if (ok) this.#enqueue({ value, timestamp });
+      if (ok) this.#enqueue(item);
     });
     // An unhandled rejection would end this whole process: report it instead.
     this.#lastEmit = done.catch((error) => this.#watcher.report(error, this.#source));

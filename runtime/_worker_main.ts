@@ -4,16 +4,8 @@
  * module URL and export name, runs the runtime, and sends its data in
  * batches under credit-based flow control (spec/runtime.md §16.2–16.7).
  *
- * Besides the fields of `_worker_protocol.ts`, it reads and writes a few
- * extra fields, which the validator ignores and passes through:
- *
- * - `init.dataCredits` (the initial data credit) and `init.dataOverflow`
- *   (the overflow policy of the data channel);
- * - `stop.reason` (the clonable stop reason);
- * - `stopped.stats` (the `WorkerDataStats` of `worker_runtime_host.ts`) and `stopped.error` (a
- *   serialized error when the runtime's `stop` threw);
- * - `data.dropped` (items dropped so far, cumulative);
- * - `error.exit` (`{ code, via }` when the worker is exiting).
+ * Events from the parent are routed by the runtime's data handler; once a
+ * batch is routed, its event credit goes back to the parent.
  *
  * Uncaught errors and unhandled rejections inside the worker are sent as
  * `error` messages (original class preserved) and do not kill the worker;
@@ -29,24 +21,25 @@
 import {
   CreditWindow,
   encodeForTransfer,
+  type EventItem,
   type Message,
-  type OverflowPolicy,
   PROTOCOL_VERSION,
   type SerializedError,
   serializeError,
   validateMessage,
 } from "./_worker_protocol.ts";
-import type { Runtime, RuntimeContext, RuntimeInitializer } from "./runtime.ts";
+import { createRuntimeSide, type RuntimeSide } from "./_runtime_side.ts";
+import type { SinkItem } from "./_data_handler.ts";
+import { createRuntimeConfig } from "./runtime_config.ts";
 
 const v = PROTOCOL_VERSION;
 let nextId = 1;
 const MAX_BATCH = 1024;
 
-let runtime: Runtime | undefined;
-let abort: AbortController | undefined;
+let side: RuntimeSide | undefined;
 let window: CreditWindow | undefined;
 let initialCredit = 0;
-let batch: { value: unknown; timestamp: number }[] = [];
+let batch: SinkItem[] = [];
 let flushScheduled = false;
 let lastEmit: Promise<unknown> = Promise.resolve();
 let exiting = false;
@@ -82,8 +75,8 @@ function noteBuffered(): void {
   if (unacked > stats.maxUnacked) stats.maxUnacked = unacked;
 }
 
-function enqueue(value: unknown, timestamp: number): void {
-  batch.push({ value, timestamp });
+function enqueue(item: SinkItem): void {
+  batch.push(item);
   noteBuffered();
   // Without credit left nothing more can be sent until the parent hears of
   // these: send them now. Otherwise wait a macrotask to batch more.
@@ -95,76 +88,58 @@ function enqueue(value: unknown, timestamp: number): void {
   }
 }
 
-function emit(value: unknown, timestamp: number): void | Promise<void> {
-  if (!Number.isSafeInteger(timestamp)) {
-    throw new TypeError(
-      `Cannot emit the data as 'timestamp' must be a safe integer (microseconds): current value is ${
-        String(timestamp)
-      }`,
-    );
-  }
+function sink(item: SinkItem): void | Promise<void> {
   const credits = window!;
   if (credits.tryAcquire(1)) {
-    enqueue(value, timestamp);
+    enqueue(item);
     return;
   }
   stats.blocked++;
   const acquired = credits.acquire(1);
   noteBuffered();
   const done = acquired.then((ok) => {
-    if (ok) enqueue(value, timestamp);
+    if (ok) enqueue(item);
   });
   lastEmit = done.catch(() => {});
   return done;
 }
 
 async function init(message: Extract<Message, { type: "init" }>): Promise<void> {
-  const extra = message as unknown as Record<string, unknown>;
-  initialCredit = typeof extra.dataCredits === "number" ? extra.dataCredits : 0;
+  const config = message.config ?? createRuntimeConfig({ role: "server", delivery: "stream" });
+  initialCredit = config.dataCapacity;
   window = new CreditWindow({
     initialCredit,
-    overflow: (extra.dataOverflow ?? "block") as OverflowPolicy,
-    maxPending: Math.max(1, initialCredit),
+    overflow: config.dataOverflow,
+    maxPending: initialCredit,
   });
-  const module = await import(message.moduleUrl);
-  const initializer: unknown = module[message.exportName];
-  if (typeof initializer !== "function") {
-    throw new TypeError(
-      `Cannot initialize the runtime as export '${message.exportName}' of ${message.moduleUrl} must be a function: current value is ${typeof initializer}`,
-    );
-  }
-  abort = new AbortController();
-  const context: RuntimeContext<unknown> = {
-    emit,
+  side = await createRuntimeSide({
+    moduleUrl: message.moduleUrl,
+    exportName: message.exportName,
     params: message.params,
-    signal: abort.signal,
-  };
-  const created: unknown = await (initializer as RuntimeInitializer<unknown>)(context);
-  if (
-    typeof created !== "object" || created === null ||
-    typeof (created as Runtime).start !== "function" ||
-    typeof (created as Runtime).stop !== "function"
-  ) {
-    throw new TypeError(
-      `Cannot initialize the runtime as '${message.exportName}' must return an object with start() and stop(): it returned ${
-        created === null ? "null" : typeof created
-      }`,
-    );
-  }
-  runtime = created as Runtime;
+    config,
+    sink,
+    reportError: (error) => postError(error),
+  });
 }
 
 async function stop(reason: unknown): Promise<SerializedError | undefined> {
-  abort?.abort(reason);
   let failure: SerializedError | undefined;
   try {
-    await runtime?.stop(reason);
+    await side?.stop(reason);
   } catch (error) {
     failure = serializeError(error);
   }
   await lastEmit;
   flush();
   return failure;
+}
+
+function deliverEvents(items: readonly EventItem[]): void {
+  if (side === undefined) return;
+  side.handler.deliver(items).then(
+    () => post({ v, type: "credit", id: nextId++, channel: "events", credits: items.length }),
+    (error) => postError(error),
+  );
 }
 
 async function handle(message: Message): Promise<void> {
@@ -180,25 +155,29 @@ async function handle(message: Message): Promise<void> {
       return;
     case "start":
       try {
-        await runtime!.start();
+        await side!.runtime.start();
         post({ v, type: "started", id });
       } catch (error) {
         post({ v, type: "start-failed", id, error: serializeError(error) });
       }
       return;
     case "stop": {
-      const error = await stop((message as unknown as Record<string, unknown>).reason);
+      const error = await stop(message.reason);
       post({
         v,
         type: "stopped",
         id,
         stats: { ...stats, dropped: window?.dropped ?? 0, rejected: window?.rejected ?? 0 },
+        events: side === undefined ? undefined : { ...side.handler.stats },
         ...(error === undefined ? {} : { error }),
       });
       return;
     }
     case "credit":
       if (message.channel === "data") window?.grant(message.credits);
+      return;
+    case "events":
+      deliverEvents(message.items);
       return;
     case "heartbeat":
       post({ v, type: "heartbeat-ack", id });
@@ -218,7 +197,7 @@ self.onmessage = (event: MessageEvent<unknown>) => {
     postError(error);
     return;
   }
-  if (message.type === "credit" || message.type === "heartbeat") {
+  if (message.type === "credit" || message.type === "heartbeat" || message.type === "events") {
     handle(message).catch((error) => postError(error));
     return;
   }

@@ -28,6 +28,11 @@
 
 import { type OverflowPolicy, QueueClosedError, QueueOverflowError } from "../rpc/_async.ts";
 import { show } from "../rpc/_show.ts";
+import {
+  createRuntimeConfig,
+  type RuntimeConfig,
+  type RuntimeConfigOptions,
+} from "./runtime_config.ts";
 
 export type { OverflowPolicy };
 export { QueueClosedError, QueueOverflowError };
@@ -60,6 +65,12 @@ export interface InitMessage extends MessageBase<"init"> {
   readonly exportName: string;
   /** Structured-clonable parameters for the initializer, if any. */
   readonly params?: unknown;
+  /**
+   * The runtime's configuration (validated again by the worker); its
+   * `dataCapacity` is the initial data credit, its `eventCapacity` the
+   * worker's grant of event credit.
+   */
+  readonly config?: RuntimeConfig;
 }
 
 /** Worker → parent: the runtime of the `init` with the same id was created. */
@@ -84,10 +95,20 @@ export interface StartFailedMessage extends MessageBase<"start-failed"> {
 }
 
 /** Parent → worker: stop the runtime. */
-export type StopMessage = MessageBase<"stop">;
+export interface StopMessage extends MessageBase<"stop"> {
+  /** The clonable reason, given to the runtime's `stop`. */
+  readonly reason?: unknown;
+}
 
 /** Worker → parent: the `stop` with the same id finished, final data included. */
-export type StoppedMessage = MessageBase<"stopped">;
+export interface StoppedMessage extends MessageBase<"stopped"> {
+  /** The data channel's counters (see `WorkerDataStats`). */
+  readonly stats?: Readonly<Record<string, number>>;
+  /** The event routing counters (see `RuntimeEventStats`). */
+  readonly events?: Readonly<Record<string, number>>;
+  /** The runtime's stop error, when its `stop` threw. */
+  readonly error?: SerializedError;
+}
 
 /** One event for the runtime. */
 export interface EventItem {
@@ -119,6 +140,8 @@ export interface DataItem {
 export interface DataMessage extends MessageBase<"data"> {
   /** The data items, oldest first. */
   readonly items: readonly DataItem[];
+  /** Items the worker dropped for want of credit so far (cumulative). */
+  readonly dropped?: number;
 }
 
 /** Which flow a credit message refills. */
@@ -142,6 +165,8 @@ export type HeartbeatAckMessage = MessageBase<"heartbeat-ack">;
 export interface ErrorMessage extends MessageBase<"error"> {
   /** The failure. */
   readonly error: SerializedError;
+  /** Set when the worker is exiting (`Deno.exit()`, `self.close()`). */
+  readonly exit?: { readonly code: number; readonly via: string };
 }
 
 /** Every message of the protocol, discriminated by `type`. */
@@ -249,17 +274,48 @@ function checkMessage(value: unknown): Message {
     case "init":
       checkString("moduleUrl", value.moduleUrl, false);
       checkString("exportName", value.exportName, false);
+      if (value.config !== undefined) {
+        try {
+          createRuntimeConfig(value.config as RuntimeConfigOptions);
+        } catch (error) {
+          throw new ProtocolError(
+            "config",
+            `Cannot accept the message as 'config' must be a valid runtime configuration: ${
+              messageOf(error)
+            }`,
+          );
+        }
+      }
       break;
     case "init-failed":
     case "start-failed":
+      checkSerializedError("error", value.error, 0, new Set());
+      break;
     case "error":
       checkSerializedError("error", value.error, 0, new Set());
+      if (value.exit !== undefined) {
+        if (!isRecord(value.exit)) fail("exit", "'exit'", "an object", value.exit);
+        checkSafeInteger("exit.code", value.exit.code, -Number.MAX_SAFE_INTEGER);
+        checkString("exit.via", value.exit.via, false);
+      }
+      break;
+    case "stopped":
+      if (value.error !== undefined) checkSerializedError("error", value.error, 0, new Set());
+      for (const key of ["stats", "events"] as const) {
+        const counters = value[key];
+        if (counters === undefined) continue;
+        if (!isRecord(counters)) fail(key, `'${key}'`, "an object", counters);
+        for (const [name, count] of Object.entries(counters)) {
+          checkSafeInteger(`${key}.${name}`, count, 0);
+        }
+      }
       break;
     case "events":
       checkItems(value.items, false);
       break;
     case "data":
       checkItems(value.items, true);
+      if (value.dropped !== undefined) checkSafeInteger("dropped", value.dropped, 0);
       break;
     case "credit":
       if (value.channel !== "events" && value.channel !== "data") {

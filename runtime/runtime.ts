@@ -6,6 +6,13 @@
  * @module
  */
 
+import type { ConnectChannelOptions } from "../rpc/channel_factory.ts";
+import type { GrpcChannel } from "../rpc/grpc_channel.ts";
+import type { RuntimeDataHandler } from "./runtime_data_handler.ts";
+import type { RuntimeRole } from "./runtime_config.ts";
+
+export type { ConnectChannelOptions, GrpcChannel, RuntimeDataHandler, RuntimeRole };
+
 /**
  * A runtime: started once, stopped once. Both may be async; a rejection of
  * `start` fails the start, a rejection of `stop` fails the stop.
@@ -40,11 +47,12 @@ export interface Runtime {
 }
 
 /**
- * What a runtime gets from its host.
+ * What a runtime gets from its host, the same in a Worker and in-process.
  *
  * @typeParam D The data the runtime emits.
+ * @typeParam E The events it receives.
  */
-export interface RuntimeContext<D> {
+export interface RuntimeContext<D, E = unknown> {
   /**
    * Sends one data item to the parent. Items are batched and flow-controlled
    * with credits: when the parent has granted no credit, the host's overflow
@@ -58,6 +66,39 @@ export interface RuntimeContext<D> {
    * (a safe integer).
    */
   emit(value: D, timestamp: number): void | Promise<void>;
+  /**
+   * Registers callers: each gets a processor that sends its data to the
+   * caller's aggregator and yields its events (the way to emit under the
+   * default `delivery: "aggregator"`, where {@linkcode RuntimeContext.emit}
+   * throws).
+   */
+  readonly dataHandler: RuntimeDataHandler<D, E>;
+  /** Client or server, as configured. */
+  readonly role: RuntimeRole;
+  /** The UDP port of a server runtime's time server, when it serves time. */
+  readonly timeServerPort: number | undefined;
+  /**
+   * Opens a gRPC channel secured as the configuration's `channelSecurity`
+   * says (`connectChannel` of the rpc module, with that `security`).
+   *
+   * @param addresses The server's addresses, in order of preference.
+   * @param port The server's port.
+   * @param options Timeouts and a signal (not `security`).
+   * @returns The ready channel; the runtime closes it.
+   */
+  connectChannel(
+    addresses: string | readonly string[],
+    port: number,
+    options?: Omit<ConnectChannelOptions, "security">,
+  ): Promise<GrpcChannel>;
+  /**
+   * Reports a background failure (a timer, a callback, a stream) to the
+   * manager's watcher, where an uncaught error would otherwise be lost (or,
+   * in-process, end the whole program).
+   *
+   * @param error The failure.
+   */
+  reportError(error: unknown): void;
   /** The structured-clonable parameters the parent gave. */
   readonly params: unknown;
   /** Aborted when the runtime is being stopped. */
@@ -69,8 +110,11 @@ export interface RuntimeContext<D> {
  * export name ({@linkcode InitializerRef}); it is never serialised.
  *
  * @typeParam D The data the runtime emits.
+ * @typeParam E The events it receives.
  */
-export type RuntimeInitializer<D> = (context: RuntimeContext<D>) => Runtime | Promise<Runtime>;
+export type RuntimeInitializer<D, E = unknown> = (
+  context: RuntimeContext<D, E>,
+) => Runtime | Promise<Runtime>;
 
 /**
  * Names a {@linkcode RuntimeInitializer} so that a Worker can import it.

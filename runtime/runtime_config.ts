@@ -6,6 +6,7 @@
  */
 
 import type { OverflowPolicy } from "../rpc/_async.ts";
+import type { ChannelSecurity } from "../rpc/channel_factory.ts";
 import { show } from "../rpc/_show.ts";
 
 /** Which side of a stream a runtime is: a client syncs its clock to servers; a server is the time authority. */
@@ -13,6 +14,13 @@ export type RuntimeRole = "client" | "server";
 
 /** Where a runtime runs. */
 export type RuntimeIsolation = "worker" | "in-process";
+
+/**
+ * Where a runtime's data goes: into the handle's `dataAggregator`, per
+ * caller (every item must then come from a registered caller), or as one
+ * ordered stream read with the handle's `data()`.
+ */
+export type RuntimeDelivery = "aggregator" | "stream";
 
 /** The options of {@linkcode createRuntimeConfig}. */
 export interface RuntimeConfigOptions {
@@ -70,6 +78,46 @@ export interface RuntimeConfigOptions {
    * @default {"block"}
    */
   dataOverflow?: OverflowPolicy;
+  /**
+   * Where the data goes: the handle's `dataAggregator` (items carry their
+   * caller), or the handle's `data()` stream.
+   *
+   * @default {"aggregator"}
+   */
+  delivery?: RuntimeDelivery;
+  /**
+   * How long an event for a caller the runtime has not registered (yet) is
+   * kept for it, milliseconds; it is delivered if the caller registers in
+   * time, else dropped and counted (the original dropped such events at
+   * once, which forced its tests to sleep).
+   *
+   * @default {10000}
+   */
+  unknownCallerEventTtlMs?: number;
+  /**
+   * Network time sync (SNTP, RFC 5905). A client runtime queries each
+   * registered caller's endpoint at this UDP port, and converts timestamps
+   * with the measured offset; a server runtime serves time on it (port 0
+   * picks a free port). `null` keeps every clock at offset 0 (the
+   * original's testing mode).
+   *
+   * @default {null}
+   */
+  timeSyncPort?: number | null;
+  /**
+   * The address a server runtime's time server listens on.
+   *
+   * @default {"0.0.0.0"}
+   */
+  timeSyncHostname?: string;
+  /**
+   * How the channels a runtime opens with `context.connectChannel` are
+   * secured (certificates as PEM text, so that the option crosses into a
+   * Worker).
+   *
+   * @default {{ mode: "insecure" }}
+   */
+  channelSecurity?: ChannelSecurity;
 }
 
 /** A validated, frozen runtime configuration. */
@@ -90,6 +138,16 @@ export interface RuntimeConfig {
   readonly dataCapacity: number;
   /** The policy for data the caller does not take in time. */
   readonly dataOverflow: OverflowPolicy;
+  /** Where the data goes. */
+  readonly delivery: RuntimeDelivery;
+  /** How long events for unregistered callers are kept, milliseconds. */
+  readonly unknownCallerEventTtlMs: number;
+  /** The SNTP port, or `null` for no network time sync. */
+  readonly timeSyncPort: number | null;
+  /** The address a server runtime's time server listens on. */
+  readonly timeSyncHostname: string;
+  /** How channels opened by the runtime are secured. */
+  readonly channelSecurity: ChannelSecurity;
 }
 
 const POLICIES: readonly OverflowPolicy[] = ["block", "drop-oldest", "drop-newest", "error"];
@@ -131,6 +189,11 @@ export function createRuntimeConfig(options: RuntimeConfigOptions): RuntimeConfi
     eventOverflow = "drop-oldest",
     dataCapacity = 1_024,
     dataOverflow = "block",
+    delivery = "aggregator",
+    unknownCallerEventTtlMs = 10_000,
+    timeSyncPort = null,
+    timeSyncHostname = "0.0.0.0",
+    channelSecurity = { mode: "insecure" },
   } = options;
   if (typeof role !== "string") {
     throw new TypeError(
@@ -163,6 +226,15 @@ export function createRuntimeConfig(options: RuntimeConfigOptions): RuntimeConfi
     eventOverflow: policy("eventOverflow", eventOverflow),
     dataCapacity: positiveInteger("dataCapacity", dataCapacity),
     dataOverflow: policy("dataOverflow", dataOverflow),
+    delivery: oneOf("delivery", delivery, ["aggregator", "stream"]),
+    unknownCallerEventTtlMs: nullablePositive(
+      "unknownCallerEventTtlMs",
+      unknownCallerEventTtlMs,
+      false,
+    ) ?? fail("unknownCallerEventTtlMs", null),
+    timeSyncPort: port(timeSyncPort),
+    timeSyncHostname: hostname(timeSyncHostname),
+    channelSecurity: security(channelSecurity),
   });
 }
 
@@ -201,4 +273,67 @@ function policy(name: string, value: OverflowPolicy): OverflowPolicy {
     );
   }
   return value;
+}
+
+function oneOf<T extends string>(name: string, value: T, allowed: readonly T[]): T {
+  if (!allowed.includes(value)) {
+    throw new RangeError(
+      `Cannot configure the runtime as '${name}' must be one of ${
+        allowed.map((a) => `"${a}"`).join(", ")
+      }: current value is ${show(value)}`,
+    );
+  }
+  return value;
+}
+
+function fail(name: string, value: unknown): never {
+  throw new RangeError(
+    `Cannot configure the runtime as '${name}' must be a positive number: current value is ${
+      show(value)
+    }`,
+  );
+}
+
+function port(value: number | null): number | null {
+  if (value === null) return null;
+  if (!Number.isSafeInteger(value) || value < 0 || value > 65_535) {
+    throw new RangeError(
+      `Cannot configure the runtime as 'timeSyncPort' must be an integer in 0..65535 or null: current value is ${
+        show(value)
+      }`,
+    );
+  }
+  return value;
+}
+
+function hostname(value: string): string {
+  if (typeof value !== "string" || value.length === 0) {
+    throw new TypeError(
+      `Cannot configure the runtime as 'timeSyncHostname' must be a non-empty string: current value is ${
+        show(value)
+      }`,
+    );
+  }
+  return value;
+}
+
+const SECURITY_MODES = ["insecure", "server-ca", "pinned", "mutual"];
+
+function security(value: ChannelSecurity): ChannelSecurity {
+  if (
+    value === null || typeof value !== "object" || !SECURITY_MODES.includes(value.mode)
+  ) {
+    throw new TypeError(
+      `Cannot configure the runtime as 'channelSecurity' must be an object whose mode is one of ${
+        SECURITY_MODES.map((m) => `"${m}"`).join(", ")
+      }: current value is ${show(value)}`,
+    );
+  }
+  try {
+    return Object.freeze(structuredClone(value));
+  } catch {
+    throw new TypeError(
+      "Cannot configure the runtime as 'channelSecurity' must be structured-clonable (certificates as strings or bytes): it is not",
+    );
+  }
 }

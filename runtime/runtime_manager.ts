@@ -18,8 +18,60 @@ import {
   type RuntimeConfigOptions,
 } from "./runtime_config.ts";
 import { WorkerRuntimeHost } from "./worker_runtime_host.ts";
+import {
+  RemoteDataAggregator,
+  type RemoteDataAggregatorOptions,
+  type RemoteDataItem,
+} from "./remote_data_aggregator.ts";
+import type { RuntimeEventStats } from "./runtime_data_handler.ts";
+import { CallerId } from "../rpc/caller_id.ts";
+import { SystemClock } from "../rpc/system_clock.ts";
+import { show } from "../rpc/_show.ts";
 
-export type { InitializerRef, RuntimeConfig, RuntimeConfigOptions };
+export type {
+  InitializerRef,
+  RemoteDataItem,
+  RuntimeConfig,
+  RuntimeConfigOptions,
+  RuntimeEventStats,
+};
+
+/** Options for {@linkcode RuntimeManager.register}: the parent-only parts of a runtime. */
+export interface RuntimeHandleOptions {
+  /**
+   * The handle's aggregator options (its `timeoutMicros` comes from the
+   * configuration's `dataTimeoutMicros`).
+   *
+   * @default {{}}
+   */
+  aggregator?: Omit<RemoteDataAggregatorOptions<unknown>, "timeoutMicros">;
+  /**
+   * Called with each item once it is in the aggregator; the next item is
+   * taken only after it returns (or its promise settles), so a slow
+   * `onData` throttles the runtime through flow control (`"block"`) or
+   * makes it drop (lossy policies). Its errors go to the watcher. Only with
+   * `delivery: "aggregator"`.
+   *
+   * @default {undefined}
+   */
+  onData?: (item: RemoteDataItem<unknown>) => void | Promise<void>;
+}
+
+/** Options for {@linkcode RuntimeHandle.onEvent}. */
+export interface RuntimeEventOptions {
+  /**
+   * The caller the event is for; unset broadcasts it to every registered caller.
+   *
+   * @default {undefined}
+   */
+  callerId?: CallerId;
+  /**
+   * When it happened, local microseconds since the Unix epoch (a safe integer).
+   *
+   * @default {the current time}
+   */
+  timestamp?: number;
+}
 
 /** Options for {@linkcode RuntimeManager}. */
 export interface RuntimeManagerOptions {
@@ -69,6 +121,8 @@ export interface RuntimeDataItem {
   readonly timestamp: number;
   /** The data. */
   readonly value: unknown;
+  /** The caller it came from (as a string), when it was sent through a processor. */
+  readonly callerId?: string;
 }
 
 /** A runtime did not stop within the deadline of {@linkcode RuntimeManager.shutdown}. */
@@ -112,6 +166,11 @@ export class RuntimeHandle {
   readonly #watcher: ErrorWatcher;
   readonly #errors: ErrorRegistry;
   readonly #source: string;
+  readonly #aggregator: RemoteDataAggregator<unknown> | undefined;
+  readonly #onData: RuntimeHandleOptions["onData"];
+  readonly #clock = new SystemClock();
+  #pump: Promise<void> = Promise.resolve();
+  #eventOrder: Promise<unknown>;
   readonly #hostReady = Promise.withResolvers<Host | undefined>();
   #host: Host | undefined;
   #state: RuntimeHandleState = "registered";
@@ -125,19 +184,107 @@ export class RuntimeHandle {
    *
    * @param ref The initializer.
    * @param config The validated configuration.
-   * @param options The manager's watcher and error classes.
+   * @param options The manager's watcher and error classes, and the handle's options.
    */
   constructor(
     ref: InitializerRef,
     config: RuntimeConfig,
-    options: { watcher: ErrorWatcher; errors: ErrorRegistry },
+    options: { watcher: ErrorWatcher; errors: ErrorRegistry } & RuntimeHandleOptions,
   ) {
     this.#ref = ref;
     this.#config = config;
     this.#watcher = options.watcher;
     this.#errors = options.errors;
     this.#source = `${config.isolation} runtime ${ref.export} (${String(ref.module)})`;
+    this.#onData = options.onData;
+    if (config.delivery === "aggregator") {
+      this.#aggregator = new RemoteDataAggregator<unknown>({
+        ...options.aggregator,
+        ...(config.dataTimeoutMicros === null ? {} : { timeoutMicros: config.dataTimeoutMicros }),
+      });
+    }
+    this.#eventOrder = this.#hostReady.promise;
     shutdowns.set(this, (deadlineMs) => this.#shutdown(deadlineMs));
+  }
+
+  /**
+   * The runtime's data, per caller (with `delivery: "aggregator"`, the
+   * default). It is stopped (waits end; data stays queryable) once the
+   * runtime stopped or failed.
+   *
+   * @throws {TypeError} With `delivery: "stream"` (read {@linkcode RuntimeHandle.data}).
+   */
+  get dataAggregator(): RemoteDataAggregator<unknown> {
+    if (this.#aggregator === undefined) {
+      throw new TypeError(
+        `Cannot get the data aggregator of the ${this.#source} as its delivery must be "aggregator": it is "stream" (read data())`,
+      );
+    }
+    return this.#aggregator;
+  }
+
+  /**
+   * The event routing counters of the runtime side: live in-process, as
+   * reported at stop for a Worker (`undefined` before).
+   */
+  get eventStats(): RuntimeEventStats | undefined {
+    return this.#host?.eventStats;
+  }
+
+  /** Events dropped on the caller side for want of event credit (Worker, lossy `eventOverflow`). */
+  get eventsDropped(): number {
+    const host = this.#host;
+    return host instanceof WorkerRuntimeHost ? host.eventsDropped : 0;
+  }
+
+  /**
+   * Sends an event to the runtime, for one caller or, without `callerId`,
+   * for every registered caller. Events keep their order; events sent
+   * before the runtime exists wait for it. The runtime reads them from its
+   * callers' processors, timestamps converted to synchronised time.
+   * Typed-array buffers in `value` are moved into a Worker, not copied.
+   *
+   * @param value The event (structured-clonable for a Worker).
+   * @param options The caller and the timestamp.
+   * @returns Whether it was sent (`false`: dropped for want of credit
+   * under a lossy `eventOverflow`); under `"block"` it resolves once there
+   * was room.
+   * @throws {TypeError} (rejection) When the runtime failed or stopped, or
+   * an option is malformed.
+   * @throws {CreditOverflowError} (rejection) Under `"error"` without room.
+   */
+  onEvent(value: unknown, options: RuntimeEventOptions = {}): Promise<boolean> {
+    const { callerId, timestamp = this.#clock.now() } = options ?? {};
+    if (callerId !== undefined && !(callerId instanceof CallerId)) {
+      return Promise.reject(
+        new TypeError(
+          `Cannot send the event as 'callerId' must be a CallerId or undefined: current value is ${
+            show(callerId)
+          }`,
+        ),
+      );
+    }
+    if (!Number.isSafeInteger(timestamp)) {
+      return Promise.reject(
+        new TypeError(
+          `Cannot send the event as 'timestamp' must be a safe integer (microseconds): current value is ${
+            show(timestamp)
+          }`,
+        ),
+      );
+    }
+    const item = { value, callerId: callerId?.toString(), timestamp };
+    const sent = this.#eventOrder.then(() => {
+      const host = this.#host;
+      if (host === undefined || this.state === "failed" || this.#state === "stopped") {
+        throw new TypeError(
+          `Cannot send the event as the ${this.#source} must be running: it is ${this.state}`,
+        );
+      }
+      return host.sendEvent(item);
+    });
+    this.#eventOrder = sent.catch(() => {});
+    return sent;
   }
 
   /** The lifecycle state (a crashed Worker shows as `"failed"`). */
@@ -189,6 +336,7 @@ export class RuntimeHandle {
         throw this.#failure?.error;
       }
       this.#host = host;
+      if (this.#aggregator !== undefined) this.#pump = this.#feed(host, this.#aggregator);
       this.#hostReady.resolve(host);
       await host.start();
       if (this.#state === "starting") this.#state = "running";
@@ -204,16 +352,44 @@ export class RuntimeHandle {
   }
 
   #spawn(): Promise<Host> {
-    const { isolation, dataCapacity: credits, dataOverflow: overflow } = this.#config;
-    if (isolation === "worker") {
+    const config = this.#config;
+    if (config.isolation === "worker") {
       return WorkerRuntimeHost.spawn(this.#ref, {
         watcher: this.#watcher,
         errors: this.#errors,
-        credits,
-        overflow,
+        config,
       });
     }
-    return InProcessRuntimeHost.spawn(this.#ref, { watcher: this.#watcher, credits, overflow });
+    return InProcessRuntimeHost.spawn(this.#ref, { watcher: this.#watcher, config });
+  }
+
+  /** Moves the host's data into the aggregator, item by item, until it ends. */
+  async #feed(host: Host, aggregator: RemoteDataAggregator<unknown>): Promise<void> {
+    const ids = new Map<string, CallerId>();
+    try {
+      for await (const item of host.data()) {
+        const key = item.callerId;
+        if (key === undefined) continue; // emit() refuses this under "aggregator"
+        let callerId = ids.get(key);
+        if (callerId === undefined) {
+          callerId = CallerId.parse(key);
+          ids.set(key, callerId);
+        }
+        const record = { callerId, timestamp: item.timestamp, value: item.value };
+        aggregator.onDataReady(record);
+        if (this.#onData !== undefined) {
+          try {
+            await this.#onData(record);
+          } catch (error) {
+            this.#watcher.report(error, `${this.#source}: onData`);
+          }
+        }
+      }
+    } catch {
+      // The host failed: the failure is in the watcher already.
+    } finally {
+      aggregator.stop();
+    }
   }
 
   /**
@@ -231,6 +407,7 @@ export class RuntimeHandle {
     if (this.#stopping !== undefined) return this.#stopping;
     if (this.#state === "registered") {
       this.#state = "stopped";
+      this.#aggregator?.stop();
       this.#hostReady.resolve(undefined);
       return this.#stopping = Promise.resolve();
     }
@@ -245,6 +422,7 @@ export class RuntimeHandle {
       const host = this.#host!;
       try {
         await host.stop(reason);
+        await this.#pump;
         if (this.#state === "stopping") this.#state = "stopped";
       } catch (error) {
         if (this.#abandoned) throw error;
@@ -268,6 +446,11 @@ export class RuntimeHandle {
    * @throws {unknown} What made the runtime fail.
    */
   async *data(): AsyncGenerator<RuntimeDataItem, void, undefined> {
+    if (this.#aggregator !== undefined) {
+      throw new TypeError(
+        `Cannot read data() of the ${this.#source} as its delivery must be "stream": it is "aggregator" (use dataAggregator)`,
+      );
+    }
     const host = await this.#hostReady.promise;
     if (host === undefined) {
       if (this.#failure !== undefined) throw this.#failure.error;
@@ -380,11 +563,16 @@ export class RuntimeManager implements AsyncDisposable {
    *
    * @param ref The initializer: absolute module URL, export name, params.
    * @param config A configuration or its options (validated here).
+   * @param options The aggregator's options and the `onData` consumer.
    * @returns The runtime's handle.
    * @throws {TypeError} When the manager was started or shut down, or `ref` is invalid.
    * @throws {RangeError} When a configuration value is out of range.
    */
-  register(ref: InitializerRef, config: RuntimeConfig | RuntimeConfigOptions): RuntimeHandle {
+  register(
+    ref: InitializerRef,
+    config: RuntimeConfig | RuntimeConfigOptions,
+    options: RuntimeHandleOptions = {},
+  ): RuntimeHandle {
     if (this.#starting !== undefined || this.#shuttingDown !== undefined) {
       throw new TypeError(
         `Cannot register the runtime as the manager must not have been started or shut down: it was ${
@@ -394,9 +582,24 @@ export class RuntimeManager implements AsyncDisposable {
     }
     checkInitializerRef(ref, "register the runtime", false);
     const checked = createRuntimeConfig({ ...config } as RuntimeConfigOptions);
+    const { aggregator, onData } = options ?? {};
+    if (onData !== undefined && typeof onData !== "function") {
+      throw new TypeError(
+        `Cannot register the runtime as 'onData' must be a function: current value is ${
+          show(onData)
+        }`,
+      );
+    }
+    if (onData !== undefined && checked.delivery !== "aggregator") {
+      throw new TypeError(
+        'Cannot register the runtime as \'onData\' needs delivery "aggregator": it is "stream"',
+      );
+    }
     const handle = new RuntimeHandle({ ...ref }, checked, {
       watcher: this.#watcher,
       errors: this.#errors,
+      aggregator,
+      onData,
     });
     this.#handles.push(handle);
     return handle;

@@ -10,8 +10,10 @@
 
 import { ErrorWatcher } from "./error_watcher.ts";
 import {
+  CreditWindow,
   type DataItem,
   deserializeError,
+  encodeForTransfer,
   ErrorRegistry,
   type Message,
   type OverflowPolicy,
@@ -21,8 +23,30 @@ import {
 } from "./_worker_protocol.ts";
 import { checkInitializerRef } from "./_initializer_ref.ts";
 import type { InitializerRef } from "./runtime.ts";
+import {
+  createRuntimeConfig,
+  type RuntimeConfig,
+  type RuntimeConfigOptions,
+} from "./runtime_config.ts";
+import type { RuntimeEventStats } from "./runtime_data_handler.ts";
 
-export type { InitializerRef, OverflowPolicy };
+export type {
+  InitializerRef,
+  OverflowPolicy,
+  RuntimeConfig,
+  RuntimeConfigOptions,
+  RuntimeEventStats,
+};
+
+/** One event on its way into the worker. */
+export interface WorkerEventItem {
+  /** The event (structured-cloned; typed-array buffers are moved). */
+  readonly value: unknown;
+  /** The caller it is for, as a string; absent for a broadcast. */
+  readonly callerId?: string;
+  /** When it happened, local microseconds since the Unix epoch. */
+  readonly timestamp: number;
+}
 
 /** The data-channel counters a worker reports in its `stopped` message. */
 export interface WorkerDataStats {
@@ -46,10 +70,19 @@ export interface WorkerDataItem {
   readonly timestamp: number;
   /** The data (typed arrays arrive moved, not copied). */
   readonly value: unknown;
+  /** The caller it came from, when the runtime sent it through a processor. */
+  readonly callerId?: string;
 }
 
 /** Options for {@linkcode WorkerRuntimeHost.spawn}. */
 export interface WorkerRuntimeHostOptions {
+  /**
+   * The runtime's configuration, given to the worker (its data and event
+   * flow-control settings apply unless `credits`/`overflow` override them).
+   *
+   * @default {{ role: "server", delivery: "stream" }}
+   */
+  config?: RuntimeConfig | RuntimeConfigOptions;
   /**
    * Where background failures, crashes and hangs are reported.
    *
@@ -97,13 +130,13 @@ export interface WorkerRuntimeHostOptions {
    * How many data items the worker may have sent and the parent not yet
    * consumed (an integer >= 1).
    *
-   * @default {1024}
+   * @default {config.dataCapacity}
    */
   credits?: number;
   /**
    * What the worker does with an item when it has no credit.
    *
-   * @default {"block"}
+   * @default {config.dataOverflow}
    */
   overflow?: OverflowPolicy;
   /**
@@ -231,6 +264,11 @@ export class WorkerRuntimeHost implements AsyncDisposable {
   readonly #errors: ErrorRegistry;
   readonly #source: string;
   readonly #credits: number;
+  readonly #config: RuntimeConfig;
+  readonly #events: CreditWindow;
+  #eventBatch: WorkerEventItem[] = [];
+  #eventFlushScheduled = false;
+  #eventStats: RuntimeEventStats | undefined;
   readonly #onData: WorkerRuntimeHostOptions["onData"];
   readonly #timeouts: { init: number; start: number; stop: number; heartbeat: number };
   readonly #pending = new Map<number, Pending>();
@@ -250,11 +288,21 @@ export class WorkerRuntimeHost implements AsyncDisposable {
   #stats: WorkerDataStats | undefined;
   #received = 0;
 
-  private constructor(ref: { module: string; export: string }, options: WorkerRuntimeHostOptions) {
+  private constructor(
+    ref: { module: string; export: string },
+    options: WorkerRuntimeHostOptions,
+    config: RuntimeConfig,
+  ) {
     this.#watcher = options.watcher ?? new ErrorWatcher();
     this.#errors = options.errors ?? new ErrorRegistry();
     this.#source = `worker runtime ${ref.export} (${ref.module})`;
-    this.#credits = options.credits ?? 1024;
+    this.#config = config;
+    this.#credits = config.dataCapacity;
+    this.#events = new CreditWindow({
+      initialCredit: config.eventCapacity,
+      overflow: config.eventOverflow,
+      maxPending: config.eventCapacity,
+    });
     this.#onData = options.onData;
     this.#timeouts = {
       init: options.initTimeoutMs ?? 10_000,
@@ -304,14 +352,21 @@ export class WorkerRuntimeHost implements AsyncDisposable {
   ): Promise<WorkerRuntimeHost> {
     const checked = checkInitializerRef(ref, "spawn the runtime", true);
     checkOptions(options);
-    const host = new WorkerRuntimeHost(checked, options);
+    const base = createRuntimeConfig(
+      { ...(options.config ?? { role: "server", delivery: "stream" }) } as RuntimeConfigOptions,
+    );
+    const config = createRuntimeConfig({
+      ...base,
+      dataCapacity: options.credits ?? base.dataCapacity,
+      dataOverflow: options.overflow ?? base.dataOverflow,
+    });
+    const host = new WorkerRuntimeHost(checked, options, config);
     try {
       await host.#command("init", host.#timeouts.init, {
         moduleUrl: checked.module,
         exportName: checked.export,
         params: ref.params,
-        dataCredits: host.#credits,
-        dataOverflow: options.overflow ?? "block",
+        config,
       });
     } catch (error) {
       host.#shutdown(error);
@@ -343,6 +398,73 @@ export class WorkerRuntimeHost implements AsyncDisposable {
   /** The worker's data counters, as reported when it stopped. */
   get workerStats(): WorkerDataStats | undefined {
     return this.#stats;
+  }
+
+  /** The worker's event routing counters, as reported when it stopped. */
+  get eventStats(): RuntimeEventStats | undefined {
+    return this.#eventStats;
+  }
+
+  /** The configuration the worker runs with. */
+  get config(): RuntimeConfig {
+    return this.#config;
+  }
+
+  /** Events dropped here for want of event credit (lossy `eventOverflow`). */
+  get eventsDropped(): number {
+    return this.#events.dropped;
+  }
+
+  /**
+   * Sends one event to the runtime, batched with the others of this
+   * microtask, under the event credit the worker grants (`eventCapacity`,
+   * returned as the worker routes events). Without credit, `eventOverflow`
+   * decides: `"block"` waits, the lossy policies drop (and count),
+   * `"error"` rejects.
+   *
+   * @param item The event.
+   * @returns Whether it was sent (`false`: dropped).
+   * @throws {CreditOverflowError} (rejection) Under `"error"` without credit.
+   * @throws {TypeError} (rejection) When the host is not running or the
+   * event cannot be cloned.
+   */
+  sendEvent(item: WorkerEventItem): Promise<boolean> {
+    if (this.#isDead() || this.#state === "stopped" || this.#state === "stopping") {
+      return Promise.reject(
+        new TypeError(
+          `Cannot send the event as the runtime must be created or running: it is ${this.#state}`,
+        ),
+      );
+    }
+    if (this.#events.tryAcquire(1)) {
+      this.#queueEvent(item);
+      return Promise.resolve(true);
+    }
+    return this.#events.acquire(1).then((ok) => {
+      if (ok) this.#queueEvent(item);
+      return ok;
+    });
+  }
+
+  #queueEvent(item: WorkerEventItem): void {
+    if (this.#isDead()) return;
+    this.#eventBatch.push(item);
+    if (this.#eventFlushScheduled) return;
+    this.#eventFlushScheduled = true;
+    queueMicrotask(() => {
+      this.#eventFlushScheduled = false;
+      const items = this.#eventBatch;
+      this.#eventBatch = [];
+      if (items.length === 0 || this.#isDead()) return;
+      const message = { v, type: "events", id: this.#nextId++, items } as Message;
+      try {
+        this.#worker.postMessage(message, encodeForTransfer(message).transfer);
+      } catch (error) {
+        // An item that cannot be cloned: nothing was sent; give the credit back.
+        this.#events.grant(items.length);
+        this.#watcher.report(error, `${this.#source}: events`);
+      }
+    });
   }
 
   /**
@@ -400,9 +522,13 @@ export class WorkerRuntimeHost implements AsyncDisposable {
     this.#stopping = (async () => {
       const reply = await this.#command("stop", this.#timeouts.stop, cloneOrOmit(reason));
       this.#stats = reply.stats as WorkerDataStats | undefined;
+      this.#eventStats = reply.events as RuntimeEventStats | undefined;
       await this.#delivery;
       if (this.#state === "stopping") this.#state = "stopped";
       this.#endData();
+      this.#events.close(
+        new TypeError("Cannot send the event as the runtime must be running: it stopped"),
+      );
       if (reply.error !== undefined) {
         throw deserializeError(reply.error as SerializedError, this.#errors);
       }
@@ -538,6 +664,9 @@ export class WorkerRuntimeHost implements AsyncDisposable {
       case "heartbeat-ack":
         this.#heartbeatSentAt = undefined;
         return;
+      case "credit":
+        if (message.channel === "events") this.#events.grant(message.credits);
+        return;
       case "data":
         this.#onBatch(message.items, extra.dropped);
         return;
@@ -576,7 +705,11 @@ export class WorkerRuntimeHost implements AsyncDisposable {
   #onBatch(items: readonly DataItem[], dropped: unknown): void {
     if (typeof dropped === "number") this.#dropped = dropped;
     this.#received += items.length;
-    const batch = items.map((item) => ({ timestamp: item.timestamp, value: item.value }));
+    const batch = items.map((item): WorkerDataItem =>
+      item.callerId === undefined
+        ? { timestamp: item.timestamp, value: item.value }
+        : { timestamp: item.timestamp, value: item.value, callerId: item.callerId }
+    );
     const onData = this.#onData;
     if (onData === undefined) {
       for (const item of batch) this.#items.push(item);
@@ -626,6 +759,7 @@ export class WorkerRuntimeHost implements AsyncDisposable {
     this.#worker.onerror = null;
     this.#worker.onmessageerror = null;
     this.#worker.terminate();
+    this.#events.close(error);
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.timer);
       pending.reject(error);

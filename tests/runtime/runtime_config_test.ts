@@ -12,6 +12,11 @@ Deno.test("createRuntimeConfig", async (t) => {
       eventOverflow: "drop-oldest",
       dataCapacity: 1_024,
       dataOverflow: "block",
+      delivery: "aggregator",
+      unknownCallerEventTtlMs: 10_000,
+      timeSyncPort: null,
+      timeSyncHostname: "0.0.0.0",
+      channelSecurity: { mode: "insecure" },
     });
   });
   await t.step("accepts the role in any case and normalises it", () => {
@@ -57,9 +62,33 @@ Deno.test("createRuntimeConfig", async (t) => {
       [{ dataCapacity: 2.5 }, "'dataCapacity'"],
       [{ eventOverflow: "drop" as "block" }, "'eventOverflow'"],
       [{ dataOverflow: "lossy" as "block" }, "'dataOverflow'"],
+      [{ delivery: "queue" as "stream" }, "'delivery'"],
+      [{ unknownCallerEventTtlMs: 0 }, "'unknownCallerEventTtlMs'"],
+      [{ unknownCallerEventTtlMs: null as unknown as number }, "'unknownCallerEventTtlMs'"],
+      [{ timeSyncPort: 70_000 }, "'timeSyncPort'"],
+      [{ timeSyncPort: 1.5 }, "'timeSyncPort'"],
     ];
     for (const [options, message] of bad) {
       assertThrows(() => createRuntimeConfig({ role: "client", ...options }), RangeError, message);
     }
+  });
+  await t.step("rejects a malformed time server address or channel security", () => {
+    assertThrows(
+      () => createRuntimeConfig({ role: "server", timeSyncHostname: "" }),
+      TypeError,
+      "'timeSyncHostname'",
+    );
+    assertThrows(
+      () => createRuntimeConfig({ role: "client", channelSecurity: { mode: "tls" } as never }),
+      TypeError,
+      "'channelSecurity'",
+    );
+  });
+  await t.step("copies the channel security, so later changes do not reach it", () => {
+    const security = { mode: "server-ca" as const, ca: "PEM", serverName: "a" };
+    const config = createRuntimeConfig({ role: "client", channelSecurity: security });
+    security.serverName = "b";
+    assertEquals(config.channelSecurity, { mode: "server-ca", ca: "PEM", serverName: "a" });
+    assert(Object.isFrozen(config.channelSecurity));
   });
 });

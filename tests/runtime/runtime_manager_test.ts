@@ -24,7 +24,7 @@ async function collect(handle: RuntimeHandle): Promise<RuntimeDataItem[]> {
 
 for (const isolation of ["worker", "in-process"] as RuntimeIsolation[]) {
   Deno.test(`RuntimeManager (${isolation})`, async (t) => {
-    const config = { role: "server", isolation };
+    const config = { role: "server", isolation, delivery: "stream" } as const;
 
     await t.step("start, data in order, stop: the handle goes through its states", async () => {
       await using runtimes = manager();
