@@ -99,6 +99,11 @@ export class EventBatchQueue<T> {
       case "drop-oldest":
         this.#head++;
         this.#dropped++;
+        // Let go of the evicted items: without a reader the array would grow forever.
+        if (this.#head >= this.#options.capacity) {
+          this.#items = this.#items.slice(this.#head);
+          this.#head = 0;
+        }
         this.#enqueue(item);
         return true;
       case "drop-newest":
@@ -120,7 +125,8 @@ export class EventBatchQueue<T> {
   async next(signal?: AbortSignal): Promise<T[] | undefined> {
     signal?.throwIfAborted();
     const interval = this.#options.minIntervalMs;
-    if (interval !== null && this.#lastBatchAt !== undefined) {
+    // Once closed, the rest is handed out at once (as `close` does for a waiting consumer).
+    if (interval !== null && this.#lastBatchAt !== undefined && !this.#closed) {
       const wait = this.#lastBatchAt + interval - this.#options.now();
       if (wait > 0) await this.#sleep(wait, signal);
     }

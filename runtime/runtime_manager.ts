@@ -17,7 +17,7 @@ import {
   type RuntimeConfig,
   type RuntimeConfigOptions,
 } from "./runtime_config.ts";
-import { WorkerRuntimeHost } from "./worker_runtime_host.ts";
+import { type WorkerDataStats, WorkerRuntimeHost } from "./worker_runtime_host.ts";
 import {
   RemoteDataAggregator,
   type RemoteDataAggregatorOptions,
@@ -34,6 +34,7 @@ export type {
   RuntimeConfig,
   RuntimeConfigOptions,
   RuntimeEventStats,
+  WorkerDataStats,
 };
 
 /** Options for {@linkcode RuntimeManager.register}: the parent-only parts of a runtime. */
@@ -229,6 +230,16 @@ export class RuntimeHandle {
    */
   get eventStats(): RuntimeEventStats | undefined {
     return this.#host?.eventStats;
+  }
+
+  /**
+   * A Worker runtime's data-channel counters (items sent, dropped, emits
+   * that waited for credit, the most items in flight), as reported when it
+   * stopped; `undefined` in-process or before.
+   */
+  get dataStats(): WorkerDataStats | undefined {
+    const host = this.#host;
+    return host instanceof WorkerRuntimeHost ? host.workerStats : undefined;
   }
 
   /** Events dropped on the caller side for want of event credit (Worker, lossy `eventOverflow`). */
