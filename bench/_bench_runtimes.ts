@@ -5,6 +5,7 @@
  * @module
  */
 
+import { CallerId } from "../rpc/caller_id.ts";
 import type { RuntimeInitializer } from "../runtime/runtime.ts";
 
 /** What `BigFloats` emits last: how many arrays it emitted and their byte lengths afterwards. */
@@ -57,6 +58,33 @@ export const SmallNumbers: RuntimeInitializer<number> = (context) => {
       loop = (async () => {
         for (let i = 0; i < count && !context.signal.aborted; i++) {
           const pending = context.emit(i, i);
+          if (pending !== undefined) await pending;
+        }
+      })();
+    },
+    async stop() {
+      await loop;
+    },
+  };
+};
+
+/**
+ * Registers caller `params.testId` and sends it `params.count` numbers
+ * through its processor (stamped `params.base + i`), awaiting each item
+ * that waits for credit: the full path into a handle's aggregator.
+ */
+export const CallerNumbers: RuntimeInitializer<number> = (context) => {
+  const { testId, count, base } = context.params as { testId: string; count: number; base: number };
+  const processor = context.dataHandler.registerCaller(CallerId.parse(testId), {
+    endpoint: "127.0.0.1",
+    port: 1,
+  });
+  let loop: Promise<void> = Promise.resolve();
+  return {
+    start() {
+      loop = (async () => {
+        for (let i = 0; i < count && !context.signal.aborted; i++) {
+          const pending = processor.processData(i, base + i);
           if (pending !== undefined) await pending;
         }
       })();

@@ -10,6 +10,10 @@
  * - `small items`: {@linkcode SMALL_COUNT} numbers, batched (the host's
  *   batches vs raw batches of {@linkcode SMALL_BATCH} `{ value, timestamp }`
  *   items); target: tsercom >= 200,000 items/s.
+ * - `small items into the aggregator`: the same numbers sent through a
+ *   registered caller's processor by a `RuntimeManager` Worker runtime,
+ *   each stored in the handle's `RemoteDataAggregator` (the whole path a
+ *   user gets), against the same raw batches.
  *
  * Timing runs from the start command to the last data item received in the
  * parent; spawning and stopping the workers are not timed. Each case runs a
@@ -20,6 +24,8 @@
  */
 
 import { type WorkerDataItem, WorkerRuntimeHost } from "../runtime/worker_runtime_host.ts";
+import { RuntimeManager } from "../runtime/runtime_manager.ts";
+import { CallerId } from "../rpc/caller_id.ts";
 import type { TransferCheck } from "./_bench_runtimes.ts";
 
 const MODULE = import.meta.resolve("./_bench_runtimes.ts");
@@ -252,6 +258,80 @@ Deno.bench({
         `ratio tsercom/raw ${ratio.toFixed(3)} (${
           pct(ratio)
         }); tsercom target >= 200,000 items/s: ${tsRate >= 200_000 ? "MET" : "NOT MET"}`,
+    );
+  }),
+});
+
+/** Runs `CallerNumbers` under a RuntimeManager, timing start → `count` items in the aggregator. */
+async function viaManager(count: number): Promise<Result> {
+  await using manager = new RuntimeManager();
+  const id = CallerId.random();
+  let stored = 0;
+  let done!: () => void;
+  const allStored = new Promise<void>((resolve) => done = resolve);
+  const handle = manager.register(
+    {
+      module: MODULE,
+      export: "CallerNumbers",
+      params: { testId: id.toString(), count, base: Date.now() * 1000 },
+    },
+    { role: "server", dataCapacity: SMALL_CREDITS, dataTimeoutMicros: null },
+    {
+      onData() {
+        if (++stored === count) done();
+      },
+    },
+  );
+  const t0 = performance.now();
+  await manager.start();
+  await withTimeout(allStored, "CallerNumbers via RuntimeManager");
+  const ms = performance.now() - t0;
+  await handle.stop();
+  if (handle.dataAggregator.getNewData(id).length !== count) {
+    throw new Error("the aggregator does not hold every item");
+  }
+  manager.watcher.checkForException();
+  return { items: stored, bytes: 0, ms };
+}
+
+const MANAGER_COUNT = 200_000;
+
+Deno.bench({
+  name: "small items into the aggregator: RuntimeManager vs raw postMessage batches",
+  n: 1,
+  warmup: 0,
+  fn: once(async () => {
+    await viaRaw({ mode: "small", count: 50_000, batch: SMALL_BATCH }, 50_000);
+    await viaManager(50_000);
+    const rawRates: number[] = [];
+    const tsRates: number[] = [];
+    console.log(
+      `\n[aggregator] ${MANAGER_COUNT} numbers through a processor into the aggregator ` +
+        `(spawn and module load included), raw batches of ${SMALL_BATCH}, ${REPS} reps`,
+    );
+    for (let rep = 1; rep <= REPS; rep++) {
+      const raw = await viaRaw(
+        { mode: "small", count: MANAGER_COUNT, batch: SMALL_BATCH },
+        MANAGER_COUNT,
+      );
+      const ts = await viaManager(MANAGER_COUNT);
+      const rawRate = raw.items / (raw.ms / 1000);
+      const tsRate = ts.items / (ts.ms / 1000);
+      rawRates.push(rawRate);
+      tsRates.push(tsRate);
+      console.log(
+        `[aggregator] rep ${rep}: raw ${raw.ms.toFixed(1)} ms = ${Math.round(rawRate)} items/s; ` +
+          `tsercom ${ts.ms.toFixed(1)} ms = ${Math.round(tsRate)} items/s`,
+      );
+    }
+    const rawRate = median(rawRates);
+    const tsRate = median(tsRates);
+    const ratio = tsRate / rawRate;
+    console.log(
+      `[aggregator] median: raw ${Math.round(rawRate)} items/s, tsercom ${
+        Math.round(tsRate)
+      } items/s; ratio tsercom/raw ${ratio.toFixed(3)} (${pct(ratio)}); ` +
+        `target >= 200,000 items/s: ${tsRate >= 200_000 ? "MET" : "NOT MET"}`,
     );
   }),
 });

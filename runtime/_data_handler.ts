@@ -193,14 +193,15 @@ export class DataHandler implements RuntimeDataHandler<unknown, unknown> {
     const existing = this.#entries.get(key);
     if (existing !== undefined) {
       if (existing.addressKey !== addressKey) {
+        // Lease first: if that throws, the caller stays where it was.
+        if (existing.processor.address.endpoint !== endpoint) {
+          const lease = this.#leaseClock(endpoint);
+          existing.lease.release();
+          existing.lease = lease;
+        }
         this.#byAddress.delete(existing.addressKey);
         this.#byAddress.set(addressKey, callerId);
-        const oldEndpoint = existing.processor.address.endpoint;
         existing.addressKey = addressKey;
-        if (oldEndpoint !== endpoint) {
-          existing.lease.release();
-          existing.lease = this.#leaseClock(endpoint);
-        }
         existing.processor.moveTo({ endpoint, port }, existing.lease);
       }
       return existing.processor;
@@ -305,11 +306,13 @@ export class DataHandler implements RuntimeDataHandler<unknown, unknown> {
         continue;
       }
       queued.callerId = callerId;
-      if (entry !== undefined) {
-        await this.#push(entry, queued);
+      // The string may differ from the canonical key (e.g. in upper case).
+      const target = entry ?? this.#entries.get(callerId.toString());
+      if (target !== undefined) {
+        await this.#push(target, queued);
         continue;
       }
-      this.#keepForLater(item.callerId, queued);
+      this.#keepForLater(callerId.toString(), queued);
     }
   }
 
@@ -355,10 +358,10 @@ export class DataHandler implements RuntimeDataHandler<unknown, unknown> {
     }
     if (mine.length === 0) return;
     this.#pending = rest;
-    // Routed in the order they came, ahead of anything routed later.
-    this.#routing = this.#routing.then(async () => {
-      for (const item of mine) await this.#push(entry, item);
-    });
+    // Routed in the order they came, ahead of anything routed later (even by
+    // a route in progress): queued now, into the new queue, which has room
+    // for them all (the pending buffer holds at most `eventCapacity`).
+    for (const item of mine) void this.#push(entry, item);
   }
 
   #retire(entry: Entry): void {

@@ -250,6 +250,32 @@ export class InProcessRuntimeHost {
     }
   }
 
+  /**
+   * The data, in batches of everything queued, in order, ending after the
+   * runtime stopped. A batch's credit is granted back when the next one is
+   * asked for, so a consumer's time on a batch throttles the runtime. One
+   * reader at a time (and not together with `data()`).
+   *
+   * @returns The batches.
+   */
+  async *batches(): AsyncGenerator<InProcessDataItem[], void, undefined> {
+    while (true) {
+      if (this.#head < this.#items.length) {
+        const batch = this.#head === 0 ? this.#items : this.#items.slice(this.#head);
+        this.#items = [];
+        this.#head = 0;
+        yield batch;
+        this.#window.grant(batch.length);
+        continue;
+      }
+      if (this.#dataEnd !== undefined) {
+        if ("error" in this.#dataEnd) throw this.#dataEnd.error;
+        return;
+      }
+      await new Promise<void>((resolve) => this.#itemWaiter = resolve);
+    }
+  }
+
   #emit(item: SinkItem): void | Promise<void> {
     if (this.#dataEnd !== undefined) {
       throw new TypeError(

@@ -7,7 +7,6 @@
  * @module
  */
 
-import { connectChannel } from "../rpc/channel_factory.ts";
 import { DataHandler, type SinkItem } from "./_data_handler.ts";
 import type { Runtime, RuntimeContext, RuntimeInitializer } from "./runtime.ts";
 import type { RuntimeConfig } from "./runtime_config.ts";
@@ -87,7 +86,9 @@ export async function createRuntimeSide(options: RuntimeSideOptions): Promise<Ru
     get timeServerPort() {
       return handler.timeServerPort;
     },
-    connectChannel(addresses, port, connectOptions = {}) {
+    async connectChannel(addresses, port, connectOptions = {}) {
+      // Loaded on first use: most runtimes never open a channel, and grpc-js is large.
+      const { connectChannel } = await import("../rpc/channel_factory.ts");
       return connectChannel(addresses, port, {
         ...connectOptions,
         security: config.channelSecurity,

@@ -5,8 +5,11 @@
  * {@linkcode ErrorWatcher}; and the {@linkcode RemoteDataAggregator} that
  * keeps the data per caller.
  *
- * Under construction: event input, the data handlers and time-domain
- * conversion are not here yet.
+ * A runtime registers its callers through `context.dataHandler`; each
+ * caller's processor sends data to that caller's slot in the handle's
+ * {@linkcode RemoteDataAggregator} and yields the events sent with
+ * {@linkcode RuntimeHandle.onEvent}, with timestamps converted through the
+ * caller's clock (synchronised over SNTP when `timeSyncPort` is set).
  *
  * @example
  * ```ts ignore
@@ -18,7 +21,9 @@
  *   { role: "client" },
  * );
  * await manager.start();
- * for await (const item of handle.data()) console.log(item.timestamp, item.value);
+ * for await (const item of handle.dataAggregator) {
+ *   console.log(item.callerId.toString(), item.timestamp, item.value);
+ * }
  * ```
  *
  * @module
@@ -28,6 +33,7 @@ export * from "./error_watcher.ts";
 export * from "./remote_data_aggregator.ts";
 export * from "./runtime.ts";
 export * from "./runtime_config.ts";
+export * from "./runtime_data_handler.ts";
 export * from "./runtime_manager.ts";
 export * from "./worker_runtime_host.ts";
 export { type ErrorClass, ErrorRegistry, RemoteRuntimeError } from "./_worker_protocol.ts";
@@ -36,3 +42,21 @@ export { CallerId, type CallerIdFields, type CallerIdInput } from "../rpc/caller
 export { CallerIdMap } from "../rpc/caller_id_map.ts";
 export type { OverflowPolicy } from "../rpc/_async.ts";
 export type { Scheduler } from "../rpc/scheduler.ts";
+export type {
+  CertificateSource,
+  ChannelSecurity,
+  ConnectChannelOptions,
+  InsecureChannelSecurity,
+  MutualChannelSecurity,
+  PinnedChannelSecurity,
+  ServerCaChannelSecurity,
+} from "../rpc/channel_factory.ts";
+export type {
+  ChannelConnectivity,
+  GrpcCallOptions,
+  GrpcChannel,
+  GrpcChannelOptions,
+  WaitForReadyOptions,
+} from "../rpc/grpc_channel.ts";
+export type { GrpcMethod, GrpcMethodKind, MessageCodec } from "../rpc/grpc_types.ts";
+export type { SynchronizedClock } from "../rpc/synchronized_clock.ts";

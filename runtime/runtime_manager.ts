@@ -377,20 +377,23 @@ export class RuntimeHandle {
   /** Moves the host's data into the aggregator, item by item, until it ends. */
   async #feed(host: Host, aggregator: RemoteDataAggregator<unknown>): Promise<void> {
     const ids = new Map<string, CallerId>();
+    const onData = this.#onData;
     try {
-      for await (const item of host.data()) {
-        const key = item.callerId;
-        if (key === undefined) continue; // emit() refuses this under "aggregator"
-        let callerId = ids.get(key);
-        if (callerId === undefined) {
-          callerId = CallerId.parse(key);
-          ids.set(key, callerId);
-        }
-        const record = { callerId, timestamp: item.timestamp, value: item.value };
-        aggregator.onDataReady(record);
-        if (this.#onData !== undefined) {
+      for await (const batch of host.batches()) {
+        for (const item of batch) {
+          const key = item.callerId;
+          if (key === undefined) continue; // emit() refuses this under "aggregator"
+          let callerId = ids.get(key);
+          if (callerId === undefined) {
+            callerId = CallerId.parse(key);
+            ids.set(key, callerId);
+          }
+          const record = { callerId, timestamp: item.timestamp, value: item.value };
+          aggregator.onDataReady(record);
+          if (onData === undefined) continue;
           try {
-            await this.#onData(record);
+            const pending = onData(record);
+            if (pending !== undefined) await pending;
           } catch (error) {
             this.#watcher.report(error, `${this.#source}: onData`);
           }

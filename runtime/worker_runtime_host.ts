@@ -571,6 +571,40 @@ export class WorkerRuntimeHost implements AsyncDisposable {
   }
 
   /**
+   * The data, in batches of everything received, in order, ending after
+   * the runtime stopped (or failing when the worker crashed). A batch's
+   * credit is granted back when the next one is asked for, so a consumer's
+   * time on a batch throttles the worker. Only without `onData`, and not
+   * together with `data()`.
+   *
+   * @returns The batches.
+   * @throws {TypeError} When an `onData` consumer was given.
+   */
+  async *batches(): AsyncGenerator<WorkerDataItem[], void, undefined> {
+    if (this.#onData !== undefined) {
+      throw new TypeError(
+        "Cannot read batches() as the host must have no onData consumer: it has one",
+      );
+    }
+    while (true) {
+      if (this.#head < this.#items.length) {
+        const batch = this.#head === 0 ? this.#items : this.#items.slice(this.#head);
+        this.#items = [];
+        this.#head = 0;
+        yield batch;
+        this.#ungranted += batch.length;
+        this.#grant();
+        continue;
+      }
+      if (this.#dataEnd !== undefined) {
+        if ("error" in this.#dataEnd) throw this.#dataEnd.error;
+        return;
+      }
+      await new Promise<void>((resolve) => this.#itemWaiter = resolve);
+    }
+  }
+
+  /**
    * Terminates the worker at once and clears every timer; waiting commands
    * reject with a {@linkcode WorkerCrashedError}. Idempotent; never throws.
    *

@@ -139,6 +139,8 @@ export const TensorResponder: RuntimeInitializer<Float32Array, Float32Array> = (
   const { testId, port } = context.params as FakeParams;
   let processor: EndpointDataProcessor<Float32Array, Float32Array> | undefined;
   let listening: Promise<void> = Promise.resolve();
+  // The stop item must be the newest, whatever clock stamped the events.
+  let latest = 0;
   return {
     async start() {
       processor = context.dataHandler.registerCaller(CallerId.parse(testId), {
@@ -149,6 +151,7 @@ export const TensorResponder: RuntimeInitializer<Float32Array, Float32Array> = (
       await p.processData(Float32Array.of(250, 350), nowMicros());
       listening = listen(context, p, async (event) => {
         const total = sum(event.value);
+        latest = Math.max(latest, p.desynchronize(event.timestamp));
         await p.processData(Float32Array.of(700 + total, 800 + total), event.timestamp, {
           domain: "synchronized",
         });
@@ -156,7 +159,7 @@ export const TensorResponder: RuntimeInitializer<Float32Array, Float32Array> = (
     },
     async stop() {
       await listening;
-      await processor?.processData(Float32Array.of(-999), nowMicros() + 1);
+      await processor?.processData(Float32Array.of(-999), Math.max(nowMicros(), latest + 1));
     },
   };
 };
