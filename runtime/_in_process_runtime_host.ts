@@ -226,28 +226,14 @@ export class InProcessRuntimeHost {
 
   /**
    * The data, item by item, in order, ending after the runtime stopped.
-   * Credit is granted back as items are taken. One reader at a time.
+   * Credit is granted back a batch at a time, once the reader has taken
+   * the batch's items ({@linkcode InProcessRuntimeHost.batches}). One
+   * reader at a time.
    *
    * @returns The items.
    */
   async *data(): AsyncGenerator<InProcessDataItem, void, undefined> {
-    while (true) {
-      if (this.#head < this.#items.length) {
-        const item = this.#items[this.#head++];
-        if (this.#head === this.#items.length) {
-          this.#items = [];
-          this.#head = 0;
-        }
-        this.#window.grant(1);
-        yield item;
-        continue;
-      }
-      if (this.#dataEnd !== undefined) {
-        if ("error" in this.#dataEnd) throw this.#dataEnd.error;
-        return;
-      }
-      await new Promise<void>((resolve) => this.#itemWaiter = resolve);
-    }
+    for await (const batch of this.batches()) yield* batch;
   }
 
   /**

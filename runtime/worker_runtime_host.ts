@@ -263,7 +263,6 @@ export class WorkerRuntimeHost implements AsyncDisposable {
   readonly #watcher: ErrorWatcher;
   readonly #errors: ErrorRegistry;
   readonly #source: string;
-  readonly #credits: number;
   readonly #config: RuntimeConfig;
   readonly #events: CreditWindow;
   #eventBatch: WorkerEventItem[] = [];
@@ -297,7 +296,6 @@ export class WorkerRuntimeHost implements AsyncDisposable {
     this.#errors = options.errors ?? new ErrorRegistry();
     this.#source = `worker runtime ${ref.export} (${ref.module})`;
     this.#config = config;
-    this.#credits = config.dataCapacity;
     this.#events = new CreditWindow({
       initialCredit: config.eventCapacity,
       overflow: config.eventOverflow,
@@ -538,8 +536,10 @@ export class WorkerRuntimeHost implements AsyncDisposable {
 
   /**
    * The data, item by item, in order, ending after the runtime stopped (or
-   * failing when the worker crashed). Credit is granted back as items are
-   * taken, so a slow reader throttles the worker. Only without `onData`.
+   * failing when the worker crashed). Credit is granted back a batch at a
+   * time, once the reader has taken the batch's items
+   * ({@linkcode WorkerRuntimeHost.batches}), so a slow reader throttles the
+   * worker. Only without `onData`.
    *
    * @returns The items.
    * @throws {TypeError} When an `onData` consumer was given.
@@ -550,24 +550,7 @@ export class WorkerRuntimeHost implements AsyncDisposable {
         "Cannot read data() as the host must have no onData consumer: it has one",
       );
     }
-    while (true) {
-      if (this.#head < this.#items.length) {
-        const item = this.#items[this.#head++];
-        if (this.#head === this.#items.length) {
-          this.#items = [];
-          this.#head = 0;
-        }
-        this.#ungranted++;
-        if (this.#ungranted >= this.#credits / 4 || this.#items.length === 0) this.#grant();
-        yield item;
-        continue;
-      }
-      if (this.#dataEnd !== undefined) {
-        if ("error" in this.#dataEnd) throw this.#dataEnd.error;
-        return;
-      }
-      await new Promise<void>((resolve) => this.#itemWaiter = resolve);
-    }
+    for await (const batch of this.batches()) yield* batch;
   }
 
   /**
