@@ -172,6 +172,7 @@ function once(measure: () => Promise<void>): () => Promise<void> {
 }
 
 const REPS = 5;
+const BIG_REPS = 9;
 
 Deno.bench({
   name: "1 MiB Float32Arrays out of a Worker: WorkerRuntimeHost vs raw postMessage",
@@ -184,9 +185,9 @@ Deno.bench({
     const rawRates: number[] = [];
     const tsRates: number[] = [];
     console.log(
-      `\n[big] ${BIG_COUNT} x 1 MiB Float32Array (${FLOATS} floats), host credits ${BIG_CREDITS}, ${REPS} reps`,
+      `\n[big] ${BIG_COUNT} x 1 MiB Float32Array (${FLOATS} floats), host credits ${BIG_CREDITS}, ${BIG_REPS} reps`,
     );
-    for (let rep = 1; rep <= REPS; rep++) {
+    for (let rep = 1; rep <= BIG_REPS; rep++) {
       const raw = await viaRaw({ mode: "big", ...params }, BIG_COUNT);
       const ts = await viaHost("BigFloats", params, BIG_COUNT, BIG_CREDITS);
       if (ts.items !== BIG_COUNT || ts.check?.remainingBytes !== 0) {
@@ -209,11 +210,15 @@ Deno.bench({
     const rawRate = median(rawRates);
     const tsRate = median(tsRates);
     const ratio = tsRate / rawRate;
+    // Fresh 1 MiB buffers make single runs bimodal (page faults on first
+    // touch, on both sides): the best runs compare the paths themselves.
+    const best = Math.max(...tsRates) / Math.max(...rawRates);
     console.log(
       `[big] median: raw ${rawRate.toFixed(0)} MiB/s, tsercom ${tsRate.toFixed(0)} MiB/s; ` +
-        `ratio tsercom/raw ${ratio.toFixed(3)} (${pct(ratio)}; target >= 50 %: ${
-          ratio >= 0.5 ? "MET" : "NOT MET"
-        })`,
+        `ratio tsercom/raw ${ratio.toFixed(3)} (${pct(ratio)}); best of ${BIG_REPS}: raw ${
+          Math.max(...rawRates).toFixed(0)
+        } MiB/s, tsercom ${Math.max(...tsRates).toFixed(0)} MiB/s, ratio ${best.toFixed(3)}; ` +
+        `target >= 50 %: ${ratio >= 0.5 && best >= 0.5 ? "MET" : "NOT MET"} (both)`,
     );
   }),
 });
