@@ -30,8 +30,36 @@ export * from "./tensor_chunk.ts";
 export * from "./tensor_demuxer.ts";
 export * from "./tensor_format_error.ts";
 export * from "./tensor_stream_receiver.ts";
+export * from "./tensor_stream_server.ts";
 export * from "./tensor_stream_source.ts";
+export * from "./tensor_stream_subscription.ts";
+export type { TensorStreamRequest, TensorStreamService } from "./_tensor_stream_wire.ts";
 // The rpc types in this module's signatures, for users of this entry point alone.
 export type { OverflowPolicy } from "../rpc/_async.ts";
+export { CallerId, type CallerIdFields, type CallerIdInput } from "../rpc/caller_id.ts";
+export type {
+  CertificateSource,
+  ChannelSecurity,
+  InsecureChannelSecurity,
+  MutualChannelSecurity,
+  PinnedChannelSecurity,
+  ServerCaChannelSecurity,
+} from "../rpc/channel_factory.ts";
+export type {
+  ChannelConnectivity,
+  GrpcCallOptions,
+  GrpcChannel,
+  GrpcChannelOptions,
+  WaitForReadyOptions,
+} from "../rpc/grpc_channel.ts";
+export type {
+  BidiStreamingHandler,
+  GrpcCallContext,
+  GrpcMethod,
+  GrpcMethodKind,
+  GrpcPeer,
+  GrpcService,
+  MessageCodec,
+} from "../rpc/grpc_types.ts";
 export type { Scheduler } from "../rpc/scheduler.ts";
 export type { SynchronizedClock } from "../rpc/synchronized_clock.ts";

@@ -1,0 +1,246 @@
+/**
+ * The wire format of the `tsercom.TensorStream` service (private): the
+ * request codec (generated), and a hand-written codec of
+ * `TensorStreamMessage` that writes chunks straight into the message and
+ * reads the initializer and update fields as views, so that the chunk codec
+ * decodes them in place.
+ *
+ * @module
+ */
+
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { CallerIdSchema } from "../rpc/proto/gen/caller_id_pb.ts";
+import { TensorStreamRequestSchema } from "../rpc/proto/gen/tensor_stream_pb.ts";
+import type { GrpcMethod, GrpcService, MessageCodec } from "../rpc/grpc_types.ts";
+import { encodeChunk, encodeChunkInto, encodedChunkSize } from "./chunk_codec.ts";
+import type { TensorChunk } from "./tensor_chunk.ts";
+import { TensorFormatError } from "./tensor_format_error.ts";
+
+/** A subscriber's message (`tsercom.TensorStreamRequest`). */
+export interface TensorStreamRequest {
+  /** The subscriber's caller id, as text (first message). */
+  readonly callerId?: string;
+  /** The stream's name ("" for the default). */
+  readonly stream?: string;
+  /** Asks for fresh keyframes. */
+  readonly resync?: boolean;
+}
+
+/** A source's message as read from the wire: fields as byte views. */
+export interface TensorStreamFrame {
+  /** The sequence number. */
+  readonly sequence: number;
+  /** The serialised `TensorInitializer`, when present. */
+  readonly initializer: Uint8Array | undefined;
+  /** The serialised `TensorUpdate`, when present. */
+  readonly update: Uint8Array | undefined;
+  /** Whether the update ends with whole snapshots. */
+  readonly keyframe: boolean;
+}
+
+const REQUEST_CODEC: MessageCodec<TensorStreamRequest> = {
+  serialize(request) {
+    return toBinary(
+      TensorStreamRequestSchema,
+      create(TensorStreamRequestSchema, {
+        callerId: request.callerId === undefined
+          ? undefined
+          : create(CallerIdSchema, { id: request.callerId }),
+        stream: request.stream ?? "",
+        resync: request.resync ?? false,
+      }),
+    );
+  },
+  deserialize(bytes) {
+    const message = fromBinary(TensorStreamRequestSchema, bytes);
+    return {
+      callerId: message.callerId?.id,
+      stream: message.stream,
+      resync: message.resync,
+    };
+  },
+};
+
+/** Messages are encoded by {@linkcode encodeStreamMessage} and sent as they are. */
+const BYTES_CODEC: MessageCodec<Uint8Array> = {
+  serialize: (bytes) => bytes,
+  deserialize: (bytes) => bytes,
+};
+
+/** `tsercom.TensorStream/Subscribe`, with responses as raw message bytes. */
+export const SUBSCRIBE_METHOD: GrpcMethod<TensorStreamRequest, Uint8Array> = Object.freeze({
+  name: "Subscribe",
+  path: "/tsercom.TensorStream/Subscribe",
+  kind: "bidi_streaming",
+  request: REQUEST_CODEC,
+  response: BYTES_CODEC,
+});
+
+/** The `tsercom.TensorStream` service: one bidirectional method, responses as raw bytes. */
+export interface TensorStreamService extends GrpcService {
+  /** `Subscribe`. */
+  readonly methods: { readonly Subscribe: GrpcMethod<TensorStreamRequest, Uint8Array> };
+}
+
+/** The `tsercom.TensorStream` service. */
+export const TENSOR_STREAM_SERVICE: TensorStreamService = Object.freeze({
+  typeName: "tsercom.TensorStream",
+  methods: Object.freeze({ Subscribe: SUBSCRIBE_METHOD }),
+});
+
+function varintSize(value: number): number {
+  let size = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 128);
+    size++;
+  }
+  return size;
+}
+
+function writeVarint(out: Uint8Array, offset: number, value: number): number {
+  while (value >= 0x80) {
+    out[offset++] = (value % 128) | 0x80;
+    value = Math.floor(value / 128);
+  }
+  out[offset++] = value;
+  return offset;
+}
+
+/** What {@linkcode encodeStreamMessage} writes. */
+export interface StreamMessageParts {
+  /** The sequence number. */
+  sequence: number;
+  /** A serialised initializer. */
+  initializer?: Uint8Array;
+  /** Chunks for the update field (an empty array writes an empty update). */
+  chunks?: readonly TensorChunk[];
+  /** Chunks whose values are at least this many bytes are LZ4-compressed; `null`: never. */
+  lz4MinBytes?: number | null;
+  /** Sets the keyframe flag. */
+  keyframe?: boolean;
+}
+
+/**
+ * Encodes a `TensorStreamMessage`, writing each chunk once, straight into
+ * the message (LZ4 chunks are compressed first, then copied).
+ *
+ * @param parts The fields.
+ * @returns The message bytes.
+ */
+export function encodeStreamMessage(parts: StreamMessageParts): Uint8Array {
+  const { sequence, initializer, chunks, lz4MinBytes = null, keyframe = false } = parts;
+  const encoded: (Uint8Array | number)[] = [];
+  let updateSize = 0;
+  if (chunks !== undefined) {
+    for (const chunk of chunks) {
+      const lz4 = lz4MinBytes !== null && chunk.values.byteLength >= lz4MinBytes;
+      const bytes = lz4 ? encodeChunk(chunk, { compression: "lz4" }) : undefined;
+      const size = bytes?.byteLength ?? encodedChunkSize(chunk);
+      encoded.push(bytes ?? size);
+      updateSize += 1 + varintSize(size) + size;
+    }
+  }
+  let total = sequence > 0 ? 1 + varintSize(sequence) : 0;
+  if (initializer !== undefined) {
+    total += 1 + varintSize(initializer.byteLength) + initializer.byteLength;
+  }
+  if (chunks !== undefined) total += 1 + varintSize(updateSize) + updateSize;
+  if (keyframe) total += 2;
+  const out = new Uint8Array(total);
+  let offset = 0;
+  if (sequence > 0) {
+    out[offset++] = 0x08;
+    offset = writeVarint(out, offset, sequence);
+  }
+  if (initializer !== undefined) {
+    out[offset++] = 0x12;
+    offset = writeVarint(out, offset, initializer.byteLength);
+    out.set(initializer, offset);
+    offset += initializer.byteLength;
+  }
+  if (chunks !== undefined) {
+    out[offset++] = 0x1a;
+    offset = writeVarint(out, offset, updateSize);
+    for (let i = 0; i < chunks.length; i++) {
+      const done = encoded[i];
+      out[offset++] = 0x0a;
+      if (typeof done === "number") {
+        offset = writeVarint(out, offset, done);
+        offset += encodeChunkInto(chunks[i], out.subarray(offset, offset + done));
+      } else {
+        offset = writeVarint(out, offset, done.byteLength);
+        out.set(done, offset);
+        offset += done.byteLength;
+      }
+    }
+  }
+  if (keyframe) {
+    out[offset++] = 0x20;
+    out[offset++] = 0x01;
+  }
+  return out;
+}
+
+function malformed(message: string): never {
+  throw new TensorFormatError("proto", `Cannot decode the tensor stream message as ${message}`);
+}
+
+function readVarint(bytes: Uint8Array, at: { offset: number }): number {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 10; i++) {
+    if (at.offset >= bytes.byteLength) malformed("a varint must end before the message does");
+    const byte = bytes[at.offset++];
+    value += (byte & 0x7f) * scale;
+    if (byte < 0x80) {
+      if (!Number.isSafeInteger(value)) malformed("a varint must be a safe integer");
+      return value;
+    }
+    scale *= 128;
+  }
+  malformed("a varint must be at most 10 bytes");
+}
+
+/**
+ * Reads a `TensorStreamMessage`; the initializer and update fields are views
+ * of `bytes`. Unknown fields are skipped, as protobuf requires.
+ *
+ * @param bytes The message.
+ * @returns Its fields.
+ * @throws {TensorFormatError} When the bytes are not a well-formed message.
+ */
+export function decodeStreamMessage(bytes: Uint8Array): TensorStreamFrame {
+  let sequence = 0;
+  let initializer: Uint8Array | undefined;
+  let update: Uint8Array | undefined;
+  let keyframe = false;
+  const at = { offset: 0 };
+  while (at.offset < bytes.byteLength) {
+    const tag = readVarint(bytes, at);
+    const field = Math.floor(tag / 8);
+    const wire = tag % 8;
+    if (field === 0) malformed("field number 0 is not allowed");
+    if (wire === 0) {
+      const value = readVarint(bytes, at);
+      if (field === 1) sequence = value;
+      else if (field === 4) keyframe = value !== 0;
+    } else if (wire === 2) {
+      const length = readVarint(bytes, at);
+      if (at.offset + length > bytes.byteLength) {
+        malformed(`field ${field} must fit in the message: it runs past its end`);
+      }
+      const view = bytes.subarray(at.offset, at.offset + length);
+      at.offset += length;
+      if (field === 2) initializer = view;
+      else if (field === 3) update = view;
+    } else if (wire === 1) {
+      at.offset += 8;
+    } else if (wire === 5) {
+      at.offset += 4;
+    } else {
+      malformed(`wire type ${wire} is not supported`);
+    }
+    if (at.offset > bytes.byteLength) malformed("a field must end before the message does");
+  }
+  return { sequence, initializer, update, keyframe };
+}

@@ -1,0 +1,225 @@
+/**
+ * Tensor streams over a real gRPC stream on loopback: TensorStreamServer
+ * behind a GrpcServicePublisher, TensorStreamSubscription over a channel.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { CallerId } from "../../rpc/caller_id.ts";
+import { connectChannel } from "../../rpc/channel_factory.ts";
+import type { GrpcChannel } from "../../rpc/grpc_channel.ts";
+import { GrpcServicePublisher } from "../../rpc/grpc_service_publisher.ts";
+import { GrpcStatus, GrpcStatusError } from "../../rpc/grpc_types.ts";
+import { ManualScheduler } from "../../rpc/scheduler.ts";
+import {
+  TensorStreamServer,
+  type TensorStreamServerOptions,
+} from "../../tensor/tensor_stream_server.ts";
+import { TensorStreamSubscription } from "../../tensor/tensor_stream_subscription.ts";
+import { SUBSCRIBE_METHOD } from "../../tensor/_tensor_stream_wire.ts";
+
+const HOST = "127.0.0.1";
+const BASE = 1_700_000_000_000_000;
+
+interface Rig {
+  server: TensorStreamServer<"float32">;
+  publisher: GrpcServicePublisher;
+  channel: GrpcChannel;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A stream server on a fresh port and a channel to it; disposing closes the channel first. */
+async function rig(
+  initial: Float32Array,
+  options: Partial<TensorStreamServerOptions<"float32">> = {},
+): Promise<Rig> {
+  const server = new TensorStreamServer(initial, {
+    dtype: "float32",
+    keyframeIntervalMs: null,
+    ...options,
+  });
+  const publisher = new GrpcServicePublisher({ addresses: HOST, port: 0 });
+  publisher.addService(TensorStreamServer.service, { Subscribe: server.handler() });
+  const { port } = await publisher.start();
+  const channel = await connectChannel(HOST, port);
+  return {
+    server,
+    publisher,
+    channel,
+    async [Symbol.asyncDispose]() {
+      // Close the channel before the server stops (see README, known limitations).
+      channel.close();
+      server.close();
+      await publisher.stop({ graceMs: 0 });
+    },
+  };
+}
+
+function subscribe(channel: GrpcChannel, extra: Record<string, unknown> = {}) {
+  return TensorStreamSubscription.open<"float32">(channel, {
+    callerId: CallerId.random(),
+    overflow: "drop-oldest",
+    capacity: 1,
+    ...extra,
+  });
+}
+
+/** Waits until `subscription` has applied everything up to `sequence`. */
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 2_000 && !check(); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  assert.ok(check(), `timed out waiting for ${what}`);
+}
+
+function same(a: Float32Array | null, b: Float32Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+}
+
+Deno.test("a subscriber gets the initializer and rebuilds every update exactly", async () => {
+  await using r = await rig(Float32Array.of(0, 0, 7, 0));
+  await using sub = await subscribe(r.channel);
+  assert.deepEqual(sub.initializer.shape, [4]);
+  assert.equal(sub.initializer.dtype, "float32");
+  assert.equal(sub.initializer.fillValue, 0);
+  await r.server.update(Float32Array.of(1, 0, 7, 0), BASE + 1);
+  await r.server.update(Float32Array.of(1, 2, 7, 0), BASE + 2);
+  await until(() => sub.receiver.getTensorAt(BASE + 2) !== null, "the second update");
+  assert.deepEqual([...sub.receiver.getTensorAt(BASE + 1)!], [1, 0, 7, 0]);
+  assert.deepEqual([...sub.receiver.getTensorAt(BASE + 2)!], [1, 2, 7, 0]);
+  assert.equal(sub.counters.gaps, 0);
+});
+
+Deno.test("spec tensor.md §6.10 over gRPC: whole snapshots, late and replaced", async (t) => {
+  const scenarios: [string, [number, number[]][]][] = [
+    ["1. one snapshot", [[1, [1, 2, 3, 4]]]],
+    ["2. two snapshots, the first unchanged by the second", [[1, [1, 1, 1]], [2, [1, 2, 1]]]],
+    ["3. a late middle snapshot", [[1, [1, 1, 1, 1]], [3, [3, 3, 3, 3]], [2, [2, 2, 2, 2]]]],
+    ["4. a late first snapshot", [[2, [1, 2, 3, 4, 5]], [1, [1, 4, 4, 4, 4]]]],
+    ["5. one late among four", [[1, [1, 1, 1]], [3, [3, 3, 3]], [4, [4, 4, 4]], [2, [2, 2, 2]]]],
+    ["7. a replaced first snapshot", [
+      [1, [1, 1, 1]],
+      [2, [2, 2, 2]],
+      [3, [3, 3, 3]],
+      [4, [4, 4, 4]],
+      [1, [1, 5, 1]],
+    ]],
+  ];
+  for (const [name, steps] of scenarios) {
+    await t.step(name, async () => {
+      const length = steps[0][1].length;
+      await using r = await rig(new Float32Array(length), { sparse: false });
+      await using sub = await subscribe(r.channel);
+      for (const [at, values] of steps) await r.server.update(Float32Array.from(values), BASE + at);
+      const expected = new Map<number, number[]>();
+      for (const [at, values] of steps) expected.set(BASE + at, values);
+      await until(
+        () =>
+          [...expected].every(([at, values]) =>
+            same(sub.receiver.getTensorAt(at), Float32Array.from(values))
+          ),
+        name,
+      );
+    });
+  }
+});
+
+Deno.test("10,000 updates submitted in random order are rebuilt exactly at every timestamp", async () => {
+  const length = 64;
+  const count = 10_000;
+  await using r = await rig(new Float32Array(length), {
+    maxBatchBytes: 64 * 1024,
+    lz4MinBytes: 128,
+  });
+  await using sub = await subscribe(r.channel);
+  // Seeded random walk: each snapshot changes a few elements of the one before it.
+  let seed = 42;
+  const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648;
+  const snapshots: Float32Array[] = [];
+  let current = new Float32Array(length);
+  for (let i = 0; i < count; i++) {
+    current = current.slice();
+    for (let k = 0; k < 3; k++) current[Math.floor(random() * length)] = Math.round(random() * 100);
+    snapshots.push(current);
+  }
+  const order = snapshots.map((_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  for (const i of order) await r.server.update(snapshots[i], BASE + i);
+  await until(() => {
+    return sub.counters.chunks > 0 && r.server.counters.messages === sub.counters.messages;
+  }, "every message");
+  let wrong = 0;
+  for (let i = 0; i < count; i++) {
+    if (!same(sub.receiver.getTensorAt(BASE + i), snapshots[i])) wrong++;
+  }
+  assert.equal(wrong, 0);
+  assert.equal(sub.counters.gaps, 0);
+});
+
+Deno.test("a restarted subscriber converges from the keyframe it gets on connect", async () => {
+  await using r = await rig(new Float32Array(8), { keyframeDepth: 2 });
+  const first = await subscribe(r.channel);
+  await r.server.update(Float32Array.of(1, 1, 1, 1, 1, 1, 1, 1), BASE + 1);
+  await until(() => first.receiver.getTensorAt(BASE + 1) !== null, "the first update");
+  await first.close();
+  // Updates the subscriber misses while it is away.
+  await r.server.update(Float32Array.of(1, 2, 1, 1, 1, 1, 1, 1), BASE + 2);
+  await r.server.update(Float32Array.of(1, 2, 3, 1, 1, 1, 1, 1), BASE + 3);
+  await using second = await subscribe(r.channel);
+  await until(() => second.counters.keyframes >= 1, "the keyframe");
+  assert.deepEqual([...second.receiver.getTensorAt(BASE + 3)!], [1, 2, 3, 1, 1, 1, 1, 1]);
+  assert.deepEqual([...second.receiver.getTensorAt(BASE + 2)!], [1, 2, 1, 1, 1, 1, 1, 1]);
+  await r.server.update(Float32Array.of(9, 2, 3, 1, 1, 1, 1, 1), BASE + 4);
+  await until(() => second.receiver.getTensorAt(BASE + 4) !== null, "the next update");
+  assert.deepEqual([...second.receiver.getTensorAt(BASE + 4)!], [9, 2, 3, 1, 1, 1, 1, 1]);
+});
+
+Deno.test("keyframes repeat every keyframeIntervalMs", async () => {
+  const scheduler = new ManualScheduler();
+  await using r = await rig(new Float32Array(2), { keyframeIntervalMs: 500, scheduler });
+  await using sub = await subscribe(r.channel);
+  await r.server.update(Float32Array.of(1, 2), BASE + 1);
+  await until(() => sub.counters.keyframes === 1 && sub.counters.chunks >= 1, "the first");
+  scheduler.advance(500);
+  await until(() => sub.counters.keyframes === 2, "the periodic keyframe");
+  assert.equal(r.server.counters.keyframes, 2);
+});
+
+Deno.test("a subscription without a caller id or for another stream is refused", async () => {
+  await using r = await rig(new Float32Array(2), { name: "imu" });
+  const noId = r.channel.bidiStream(SUBSCRIBE_METHOD, [{ stream: "imu" }]);
+  await assert.rejects(
+    Array.fromAsync(noId),
+    (error: GrpcStatusError) => error.code === GrpcStatus.INVALID_ARGUMENT,
+  );
+  await assert.rejects(
+    subscribe(r.channel, { stream: "depth" }),
+    (error: GrpcStatusError) =>
+      error instanceof GrpcStatusError && error.code === GrpcStatus.NOT_FOUND,
+  );
+  await using ok = await subscribe(r.channel, { stream: "imu" });
+  assert.equal(ok.sequence, 0);
+  assert.equal(r.server.counters.refused, 2);
+});
+
+Deno.test('a slow subscriber under "resync" is sent keyframes instead of its backlog', async () => {
+  await using r = await rig(new Float32Array(1024), {
+    overflow: "resync",
+    subscriberCapacityBytes: 16 * 1024,
+    sparse: false,
+  });
+  await using sub = await subscribe(r.channel);
+  for (let i = 1; i <= 200; i++) {
+    await r.server.update(new Float32Array(1024).fill(i), BASE + i);
+  }
+  await until(
+    () => same(sub.receiver.getTensorAt(BASE + 200), new Float32Array(1024).fill(200)),
+    "the newest state",
+  );
+  assert.ok(r.server.counters.resyncs > 0, "the backlog was dropped at least once");
+});
