@@ -123,7 +123,7 @@ interface Keyframe {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
-const POOL_LIMIT = 16;
+const POOL_LIMIT = 4096;
 
 interface Batch {
   /** The note index of this call's last notification. */

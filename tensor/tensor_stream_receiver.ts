@@ -94,6 +94,15 @@ export interface TensorStreamReceiverOptions {
    * @default {undefined (every changed snapshot is handed out)}
    */
   smoothing?: TensorStreamSmoothingOptions;
+  /**
+   * Whether to hand out frames at all. Without them, the receiver only
+   * rebuilds the snapshots (read them with
+   * {@linkcode TensorStreamReceiver.getTensorAt}), and no vector is copied
+   * for a frame; iteration ends at once.
+   *
+   * @default {true}
+   */
+  frames?: boolean;
 }
 
 /**
@@ -172,10 +181,12 @@ export class TensorStreamReceiver<D extends DType = DType>
       initializer.initialState,
     );
     const smoothing = options.smoothing;
+    const frames = options.frames ?? true;
+    if (!frames) this.#queue.close();
     this.#demuxer = new TensorDemuxer<D>(
       {
         onTensorChanged: (timestamp, values) => {
-          if (smoothing === undefined) {
+          if (smoothing === undefined && frames) {
             return this.#push(timestamp, values.slice() as TypedArrayByDType[D]);
           }
         },

@@ -86,10 +86,11 @@ export interface TensorStreamServerOptions<D extends DType = DType> {
    */
   overflow?: TensorStreamOverflow;
   /**
-   * The most chunk bytes one message carries (a single larger chunk is sent
-   * alone).
+   * The most bytes one message carries, about: chunks are batched up to it,
+   * and a larger chunk is split into consecutive pieces. Keep it under the
+   * subscriber's maximum receive size (4 MiB by default in gRPC).
    *
-   * @default {4194304} (4 MiB)
+   * @default {1048576} (1 MiB)
    */
   maxBatchBytes?: number;
   /**
@@ -188,6 +189,8 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
   readonly #muxer: SparseTensorMultiplexer<D> | CompleteTensorMultiplexer<D>;
   readonly #initializerBytes: Uint8Array;
   readonly #subscribers = new Set<Subscriber>();
+  /** The last piece of each keyframe: the message carrying it gets the keyframe flag. */
+  readonly #keyframeEnds = new WeakSet<TensorChunk>();
   readonly #capacity: number;
   readonly #overflow: TensorStreamOverflow;
   readonly #maxBatchBytes: number;
@@ -237,7 +240,7 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
         }`,
       );
     }
-    this.#maxBatchBytes = positive("maxBatchBytes", options.maxBatchBytes, 4 << 20);
+    this.#maxBatchBytes = positive("maxBatchBytes", options.maxBatchBytes, 1 << 20);
     this.#batchDelayMs = nonNegative("maxBatchDelayMs", options.maxBatchDelayMs, 0);
     this.#lz4MinBytes = options.lz4MinBytes === undefined || options.lz4MinBytes === null
       ? null
@@ -446,25 +449,55 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
         };
       });
     }
+    if (subscriber.chunks.length === 0 && subscriber.keyframe) {
+      // Taken now, after everything queued before was sent: the newest state.
+      subscriber.keyframe = false;
+      const pieces = this.#split(this.#keyframeChunks());
+      if (pieces.length === 0) return { chunks: [], keyframe: true };
+      this.#keyframeEnds.add(pieces[pieces.length - 1]);
+      subscriber.chunks = pieces;
+      for (const piece of pieces) subscriber.bytes += piece.values.byteLength;
+    }
     const chunks: TensorChunk[] = [];
-    let bytes = 0;
+    let size = 0;
+    let keyframe = false;
     let taken = 0;
     while (taken < subscriber.chunks.length) {
-      const size = subscriber.chunks[taken].values.byteLength;
-      if (taken > 0 && bytes + size > this.#maxBatchBytes) break;
-      chunks.push(subscriber.chunks[taken]);
-      bytes += size;
+      const chunk = subscriber.chunks[taken];
+      const cost = encodedCost(chunk);
+      if (chunks.length > 0 && size + cost > this.#maxBatchBytes) break;
+      chunks.push(chunk);
+      size += cost;
       taken++;
+      if (this.#keyframeEnds.has(chunk)) keyframe = true;
     }
     subscriber.chunks = subscriber.chunks.slice(taken);
-    subscriber.bytes -= bytes;
+    subscriber.bytes -= size - taken * CHUNK_OVERHEAD;
     for (const waiter of subscriber.roomWaiters.splice(0)) waiter();
-    const keyframe = subscriber.keyframe && subscriber.chunks.length === 0;
-    if (keyframe) {
-      subscriber.keyframe = false;
-      chunks.push(...this.#keyframeChunks());
-    }
     return { chunks, keyframe };
+  }
+
+  /** Splits chunks larger than a message may be into consecutive views. */
+  #split(chunks: TensorChunk[]): TensorChunk[] {
+    if (chunks.every((chunk) => encodedCost(chunk) <= this.#maxBatchBytes)) return chunks;
+    const out: TensorChunk[] = [];
+    for (const chunk of chunks) {
+      const { values } = chunk;
+      const perElement = values.byteLength / values.length;
+      const step = Math.max(1, Math.floor((this.#maxBatchBytes - CHUNK_OVERHEAD) / perElement));
+      if (values.length <= step) {
+        out.push(chunk);
+        continue;
+      }
+      for (let start = 0; start < values.length; start += step) {
+        out.push({
+          timestamp: chunk.timestamp,
+          startingIndex: chunk.startingIndex + start,
+          values: values.subarray(start, start + step) as typeof values,
+        });
+      }
+    }
+    return out;
   }
 
   #keyframeChunks(): TensorChunk[] {
@@ -509,7 +542,8 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
   }
 
   #push(subscriber: Subscriber, chunk: TensorChunk): void {
-    subscriber.chunks.push(chunk);
+    if (encodedCost(chunk) <= this.#maxBatchBytes) subscriber.chunks.push(chunk);
+    else subscriber.chunks.push(...this.#split([chunk]));
     subscriber.bytes += chunk.values.byteLength;
     this.#wake(subscriber);
   }
@@ -555,6 +589,13 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
   get dtype(): D {
     return this.#dtype;
   }
+}
+
+/** A bound on the bytes a chunk adds to a message beyond its values (tags, timestamp, index, lengths). */
+const CHUNK_OVERHEAD = 48;
+
+function encodedCost(chunk: TensorChunk): number {
+  return chunk.values.byteLength + CHUNK_OVERHEAD;
 }
 
 function checkName(name: string): string {

@@ -223,3 +223,21 @@ Deno.test('a slow subscriber under "resync" is sent keyframes instead of its bac
   );
   assert.ok(r.server.counters.resyncs > 0, "the backlog was dropped at least once");
 });
+
+Deno.test("a chunk larger than maxBatchBytes is sent in pieces and rebuilt whole", async () => {
+  await using r = await rig(new Float32Array(100_000), { maxBatchBytes: 64 * 1024, sparse: false });
+  await using sub = await subscribe(r.channel);
+  const values = Float32Array.from({ length: 100_000 }, (_, i) => i * 0.5);
+  await r.server.update(values, BASE + 1);
+  await until(() => same(sub.receiver.getTensorAt(BASE + 1), values), "the whole snapshot");
+  // 400,000 bytes in pieces under 64 KiB: at least 7 messages after the initializer.
+  assert.ok(sub.counters.messages >= 8, `${sub.counters.messages} messages`);
+});
+
+Deno.test("with frames: false the receiver rebuilds without handing out frames", async () => {
+  await using r = await rig(new Float32Array(3));
+  await using sub = await subscribe(r.channel, { frames: false });
+  await r.server.update(Float32Array.of(1, 2, 3), BASE + 1);
+  await until(() => sub.receiver.getTensorAt(BASE + 1) !== null, "the update");
+  assert.deepEqual(await Array.fromAsync(sub.receiver), []);
+});

@@ -1,0 +1,276 @@
+/**
+ * Tensor streams over gRPC (TensorStreamServer → TensorStreamSubscription,
+ * rebuilt by the receiver) against raw grpc-js streaming the same bytes, in
+ * this process over 127.0.0.1, measured in the same run:
+ *
+ * - dense: {@linkcode DENSE_COUNT} updates of 100,000 float32, every element
+ *   changed, whole snapshots (`sparse: false`), 10 ms of stream time apart
+ *   with a 100 ms window; raw grpc-js streams the same encoded messages
+ *   (one per update) with identity serializers. Target: tsercom ≥ 70 % of
+ *   raw MB/s.
+ * - sparse: {@linkcode SPARSE_COUNT} updates of a 1,000-element vector with
+ *   10 scattered elements changed, 20 µs apart with a 10 ms window,
+ *   batched; raw grpc-js streams one update's encoded message per message.
+ *   Target: ≥ 50,000 updates/s.
+ *
+ * Both ends run in this one process (as raw grpc-js's do), so tsercom's
+ * figure is the sum of the sender's and the receiver's work on one thread.
+ *
+ * tsercom's time runs from the first `update` to the receiver holding the
+ * last timestamp (diff, encode, send, decode, rebuild); raw's from the
+ * call to the last message received. Each case runs a warmup pair, then
+ * {@linkcode REPS} pairs, and prints medians and best-of ratios.
+ *
+ * Run: `deno bench -A bench/tensor_stream_bench.ts`
+ *
+ * @module
+ */
+
+import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import { CallerId } from "../rpc/caller_id.ts";
+import { connectChannel } from "../rpc/channel_factory.ts";
+import { GrpcServicePublisher } from "../rpc/grpc_service_publisher.ts";
+import { TensorStreamServer } from "../tensor/tensor_stream_server.ts";
+import { TensorStreamSubscription } from "../tensor/tensor_stream_subscription.ts";
+import { encodeStreamMessage } from "../tensor/_tensor_stream_wire.ts";
+
+const DENSE_LENGTH = 100_000;
+const DENSE_COUNT = 100;
+const SPARSE_LENGTH = 1_000;
+const SPARSE_COUNT = 50_000;
+const REPS = 5;
+const BASE = 1_700_000_000_000_000;
+/** Dense: 100 updates/s of stream time, a 100 ms window (10 snapshots kept on each end). */
+const DENSE_STEP_MICROS = 10_000;
+const DENSE_WINDOW_MICROS = 100_000;
+/** Sparse: 50,000 updates/s of stream time, a 10 ms window (500 snapshots kept on each end). */
+const SPARSE_STEP_MICROS = 20;
+const SPARSE_WINDOW_MICROS = 10_000;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+// raw grpc-js ---------------------------------------------------------------------------------
+
+const identity = (value: Buffer) => value;
+
+/** Streams `count` copies of `message` to a raw grpc-js client; returns ms and bytes. */
+async function raw(message: Uint8Array, count: number): Promise<{ ms: number; bytes: number }> {
+  const server = new grpc.Server();
+  const payload = Buffer.from(message.buffer, message.byteOffset, message.byteLength);
+  server.addService({
+    Stream: {
+      path: "/bench.Raw/Stream",
+      requestStream: false,
+      responseStream: true,
+      requestSerialize: identity,
+      requestDeserialize: identity,
+      responseSerialize: identity,
+      responseDeserialize: identity,
+    },
+  }, {
+    Stream: async (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      for (let i = 0; i < count; i++) {
+        if (!call.write(payload)) await new Promise((resolve) => call.once("drain", resolve));
+      }
+      call.end();
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      grpc.ServerCredentials.createInsecure(),
+      (error, bound) => error ? reject(error) : resolve(bound),
+    )
+  );
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  try {
+    await new Promise<void>((resolve, reject) =>
+      client.waitForReady(Date.now() + 5_000, (error) => error ? reject(error) : resolve())
+    );
+    const t0 = performance.now();
+    let bytes = 0;
+    let received = 0;
+    await new Promise<void>((resolve, reject) => {
+      const call = client.makeServerStreamRequest(
+        "/bench.Raw/Stream",
+        identity,
+        identity,
+        Buffer.alloc(0),
+      );
+      call.on("data", (data: Buffer) => {
+        bytes += data.byteLength;
+        received++;
+      });
+      call.on("end", resolve);
+      call.on("error", reject);
+    });
+    const ms = performance.now() - t0;
+    if (received !== count) throw new Error(`raw: ${received} of ${count} messages`);
+    return { ms, bytes };
+  } finally {
+    client.close();
+    server.forceShutdown();
+  }
+}
+
+// tsercom -------------------------------------------------------------------------------------
+
+/** Streams `snapshots` through a TensorStreamServer to a subscription; returns ms and bytes sent. */
+async function tsercom(
+  length: number,
+  snapshots: (i: number) => Float32Array,
+  count: number,
+  config: { sparse: boolean; step: number; window: number },
+): Promise<{ ms: number; messages: number }> {
+  const server = new TensorStreamServer(new Float32Array(length), {
+    dtype: "float32",
+    keyframeIntervalMs: null,
+    sparse: config.sparse,
+    dataTimeoutMicros: config.window,
+  });
+  const publisher = new GrpcServicePublisher({ addresses: "127.0.0.1", port: 0 });
+  publisher.addService(TensorStreamServer.service, { Subscribe: server.handler() });
+  const { port } = await publisher.start();
+  const channel = await connectChannel("127.0.0.1", port);
+  try {
+    const subscription = await TensorStreamSubscription.open<"float32">(channel, {
+      callerId: CallerId.random(),
+      frames: false,
+      dataTimeoutMicros: config.window,
+    });
+    const last = BASE + count * config.step;
+    const t0 = performance.now();
+    for (let i = 1; i <= count; i++) await server.update(snapshots(i), BASE + i * config.step);
+    // The receiver is read by timestamp: poll it (1 ms granularity on a ~second-long run).
+    while (subscription.receiver.getTensorAt(last) === null) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const ms = performance.now() - t0;
+    if (subscription.receiver.getTensorAt(last) === null) {
+      throw new Error("the last update is missing");
+    }
+    const messages = subscription.counters.messages;
+    await subscription.close();
+    return { ms, messages };
+  } finally {
+    channel.close();
+    server.close();
+    await publisher.stop({ graceMs: 0 });
+  }
+}
+
+const DENSE = { sparse: false, step: DENSE_STEP_MICROS, window: DENSE_WINDOW_MICROS };
+const SPARSE = { sparse: true, step: SPARSE_STEP_MICROS, window: SPARSE_WINDOW_MICROS };
+
+function once(measure: () => Promise<void>): () => Promise<void> {
+  let ran = false;
+  return async () => {
+    if (ran) return;
+    ran = true;
+    await measure();
+  };
+}
+
+Deno.bench({
+  name: "dense 100,000 float32 updates: TensorStream vs raw grpc-js",
+  n: 1,
+  warmup: 0,
+  fn: once(async () => {
+    const dense = Array.from(
+      { length: DENSE_COUNT + 1 },
+      (_, i) => new Float32Array(DENSE_LENGTH).fill(i),
+    );
+    const message = encodeStreamMessage({
+      sequence: 7,
+      chunks: [{ timestamp: BASE, startingIndex: 0, values: dense[1] }],
+    });
+    await raw(message, 10);
+    await tsercom(DENSE_LENGTH, (i) => dense[i], 10, DENSE);
+    const rawRates: number[] = [];
+    const tsRates: number[] = [];
+    const megabytes = (DENSE_COUNT * message.byteLength) / 1e6;
+    console.log(
+      `\n[dense] ${DENSE_COUNT} updates of ${DENSE_LENGTH} float32 (${message.byteLength} bytes each), ${REPS} reps`,
+    );
+    for (let rep = 1; rep <= REPS; rep++) {
+      const r = await raw(message, DENSE_COUNT);
+      const t = await tsercom(DENSE_LENGTH, (i) => dense[i], DENSE_COUNT, DENSE);
+      rawRates.push(megabytes / (r.ms / 1000));
+      tsRates.push(megabytes / (t.ms / 1000));
+      console.log(
+        `[dense] rep ${rep}: raw ${r.ms.toFixed(1)} ms = ${rawRates.at(-1)!.toFixed(0)} MB/s; ` +
+          `tsercom ${t.ms.toFixed(1)} ms = ${
+            tsRates.at(-1)!.toFixed(0)
+          } MB/s (${t.messages} messages)`,
+      );
+    }
+    const ratio = median(tsRates) / median(rawRates);
+    const best = Math.max(...tsRates) / Math.max(...rawRates);
+    console.log(
+      `[dense] median: raw ${median(rawRates).toFixed(0)} MB/s, tsercom ${
+        median(tsRates).toFixed(0)
+      } MB/s; ` +
+        `ratio ${ratio.toFixed(3)}, best-of ratio ${best.toFixed(3)}; target >= 0.70: ${
+          ratio >= 0.7 ? "MET" : "NOT MET"
+        }`,
+    );
+  }),
+});
+
+Deno.bench({
+  name: "sparse updates (10 of 1,000 changed): TensorStream vs raw grpc-js",
+  n: 1,
+  warmup: 0,
+  fn: once(async () => {
+    // Ten scattered elements change per update; snapshots built lazily from the previous one.
+    const positions = Array.from({ length: 10 }, (_, k) => k * 97 + 3);
+    let previous = new Float32Array(SPARSE_LENGTH);
+    const snapshot = (i: number) => {
+      if (i === 1) previous = new Float32Array(SPARSE_LENGTH);
+      const next = previous.slice();
+      for (const p of positions) next[p] = i;
+      previous = next;
+      return next;
+    };
+    const message = encodeStreamMessage({
+      sequence: 7,
+      chunks: positions.map((p) => ({
+        timestamp: BASE,
+        startingIndex: p,
+        values: Float32Array.of(1),
+      })),
+    });
+    await raw(message, 1_000);
+    await tsercom(SPARSE_LENGTH, snapshot, 1_000, SPARSE);
+    const rawRates: number[] = [];
+    const tsRates: number[] = [];
+    console.log(
+      `\n[sparse] ${SPARSE_COUNT} updates, 10 scattered changes (one update = ${message.byteLength} bytes unbatched), ${REPS} reps`,
+    );
+    for (let rep = 1; rep <= REPS; rep++) {
+      const r = await raw(message, SPARSE_COUNT);
+      const t = await tsercom(SPARSE_LENGTH, snapshot, SPARSE_COUNT, SPARSE);
+      rawRates.push(SPARSE_COUNT / (r.ms / 1000));
+      tsRates.push(SPARSE_COUNT / (t.ms / 1000));
+      console.log(
+        `[sparse] rep ${rep}: raw ${r.ms.toFixed(1)} ms = ${rawRates.at(-1)!.toFixed(0)} msgs/s; ` +
+          `tsercom ${t.ms.toFixed(1)} ms = ${
+            tsRates.at(-1)!.toFixed(0)
+          } updates/s in ${t.messages} messages`,
+      );
+    }
+    const rate = median(tsRates);
+    console.log(
+      `[sparse] median: raw ${median(rawRates).toFixed(0)} msgs/s, tsercom ${
+        rate.toFixed(0)
+      } updates/s; ` +
+        `ratio ${(rate / median(rawRates)).toFixed(3)}; target >= 50,000 updates/s: ${
+          rate >= 50_000 ? "MET" : "NOT MET"
+        }`,
+    );
+  }),
+});
