@@ -34,6 +34,7 @@ export * from "./remote_data_aggregator.ts";
 export * from "./runtime.ts";
 export * from "./runtime_config.ts";
 export * from "./runtime_data_handler.ts";
+export * from "./tensor_stream_follower.ts";
 export * from "./runtime_manager.ts";
 export * from "./worker_runtime_host.ts";
 export { type ErrorClass, ErrorRegistry, RemoteRuntimeError } from "./_worker_protocol.ts";
