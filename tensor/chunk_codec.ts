@@ -22,12 +22,10 @@
  */
 
 import { decodeMessage } from "../rpc/_proto_codec.ts";
+import { type ChunkFields, readChunkMessage, readUpdateMessage } from "./_chunk_wire.ts";
 import {
-  type TensorChunk as TensorChunkMessage,
   TensorChunk_CompressionType,
-  TensorChunkSchema,
   TensorInitializerSchema,
-  TensorUpdateSchema,
 } from "../rpc/proto/gen/tensor_pb.ts";
 import { ProtoDecodeError } from "../rpc/proto_decode_error.ts";
 import { InvalidTimestampError, microsFromTimestamp } from "../rpc/timestamp.ts";
@@ -669,7 +667,7 @@ function declaredContentSize(frame: Uint8Array): number | undefined {
 
 /** Checks a parsed chunk message and turns it into a chunk of `dtype`. */
 function chunkFromMessage<D extends DType>(
-  message: TensorChunkMessage,
+  message: ChunkFields,
   dtype: D,
   tensorLength: number | undefined,
   maxDecompressed: number,
@@ -830,17 +828,46 @@ export function decodeChunk<D extends DType>(
   checkDType(dtype);
   const tensorLength = checkTensorLength(options?.tensorLength);
   const maxDecompressed = checkMaxDecompressed(options?.maxDecompressedBytes);
-  const message = decodeProto(() => decodeMessage(TensorChunkSchema, bytes));
-  return chunkFromMessage(message, dtype, tensorLength, maxDecompressed);
+  return chunkFromMessage(readChunkMessage(bytes), dtype, tensorLength, maxDecompressed);
+}
+
+/**
+ * Moves the uncompressed values that are not aligned to their element size
+ * into one shared, aligned buffer, so that each becomes a view instead of a
+ * copy of its own: one allocation per update instead of one per chunk,
+ * which costs about a microsecond each.
+ */
+function alignValues(messages: ChunkFields[], size: number): void {
+  if (size === 1) return;
+  let total = 0;
+  let misaligned = 0;
+  for (const message of messages) {
+    const data = message.dataBytes;
+    if (message.compression === NONE && data.byteOffset % size !== 0) {
+      total += Math.ceil(data.byteLength / 8) * 8;
+      misaligned++;
+    }
+  }
+  if (misaligned < 2) return;
+  const shared = new Uint8Array(total);
+  let offset = 0;
+  for (const message of messages) {
+    const data = message.dataBytes;
+    if (message.compression !== NONE || data.byteOffset % size === 0) continue;
+    shared.set(data, offset);
+    message.dataBytes = shared.subarray(offset, offset + data.byteLength);
+    offset += Math.ceil(data.byteLength / 8) * 8;
+  }
 }
 
 function chunksFromMessages<D extends DType>(
-  messages: readonly TensorChunkMessage[],
+  messages: ChunkFields[],
   dtype: D,
   tensorLength: number | undefined,
   maxDecompressed: number,
   what: string,
 ): DecodedTensorChunk<TypedArrayByDType[D]>[] {
+  alignValues(messages, bytesPerElement(dtype));
   const chunks = new Array<DecodedTensorChunk<TypedArrayByDType[D]>>(messages.length);
   for (let i = 0; i < messages.length; i++) {
     try {
@@ -894,8 +921,8 @@ export function decodeUpdate<D extends DType>(
   checkDType(dtype);
   const tensorLength = checkTensorLength(options?.tensorLength);
   const maxDecompressed = checkMaxDecompressed(options?.maxDecompressedBytes);
-  const message = decodeProto(() => decodeMessage(TensorUpdateSchema, bytes));
-  return chunksFromMessages(message.chunks, dtype, tensorLength, maxDecompressed, "the update");
+  const messages = readUpdateMessage(bytes);
+  return chunksFromMessages(messages, dtype, tensorLength, maxDecompressed, "the update");
 }
 
 /**

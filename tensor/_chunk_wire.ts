@@ -1,0 +1,244 @@
+/**
+ * A hand-written reader of `tsercom.TensorChunk` and `tsercom.TensorUpdate`
+ * (private). The generic protobuf runtime spends about 2 µs per chunk on
+ * reflection and objects; this reader walks the bytes once and gives the
+ * fields the chunk codec checks, with `data_bytes` as a view. It follows
+ * protobuf's rules: unknown fields are skipped, a repeated scalar keeps its
+ * last value, a repeated message field is merged, int64 and int32 varints
+ * are two's complement.
+ *
+ * @module
+ */
+
+import { ProtoDecodeError } from "../rpc/proto_decode_error.ts";
+import { TensorFormatError } from "./tensor_format_error.ts";
+
+/** The fields of one `TensorChunk`, in the shape the chunk codec checks. */
+export interface ChunkFields {
+  /** `ServerTimestamp timestamp = 1`, with its `google.protobuf.Timestamp timestamp = 1`. */
+  timestamp?: { timestamp?: { seconds: bigint; nanos: number } };
+  /** `int64 starting_index = 2`. */
+  startingIndex: bigint;
+  /** `bytes data_bytes = 3` (a view). */
+  dataBytes: Uint8Array;
+  /** `CompressionType compression = 4`. */
+  compression: number;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** One pass over one top-level message; `end` narrows to each nested message in turn. */
+class Reader {
+  offset = 0;
+  end: number;
+  constructor(readonly bytes: Uint8Array, readonly typeName: string) {
+    this.end = bytes.byteLength;
+  }
+
+  fail(message: string): never {
+    const cause = new ProtoDecodeError(this.typeName, this.bytes.byteLength, new Error(message));
+    throw new TensorFormatError("proto", cause.message, { cause });
+  }
+
+  /** A varint as two 32-bit halves folded into a number when safe, else a bigint. */
+  varint64(): bigint {
+    const { bytes, end } = this;
+    let lo = 0;
+    let hi = 0;
+    let shift = 0;
+    for (let i = 0; i < 10; i++) {
+      if (this.offset >= end) this.fail("a varint must end before its message does");
+      const byte = bytes[this.offset++];
+      if (shift < 28) lo |= (byte & 0x7f) << shift;
+      else if (shift === 28) {
+        lo |= (byte & 0x0f) << 28;
+        hi |= (byte & 0x7f) >>> 4;
+      } else hi |= (byte & 0x7f) << (shift - 32);
+      if (byte < 0x80) {
+        return BigInt.asIntN(64, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
+      }
+      shift += 7;
+    }
+    this.fail("a varint must be at most 10 bytes long");
+  }
+
+  /** A varint as a 32-bit two's complement int (int32, enum). */
+  varint32(): number {
+    const { bytes, end } = this;
+    let value = 0;
+    for (let i = 0, shift = 0; i < 10; i++, shift += 7) {
+      if (this.offset >= end) this.fail("a varint must end before its message does");
+      const byte = bytes[this.offset++];
+      if (shift < 32) value |= (byte & 0x7f) << shift;
+      if (byte < 0x80) return value | 0;
+    }
+    this.fail("a varint must be at most 10 bytes long");
+  }
+
+  /** A non-negative length or tag varint, as a number. */
+  length(): number {
+    const { bytes, end } = this;
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.offset >= end) this.fail("a varint must end before its message does");
+      const byte = bytes[this.offset++];
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) {
+        if (value > Number.MAX_SAFE_INTEGER) this.fail("a length must be a safe integer");
+        return value;
+      }
+      scale *= 128;
+    }
+    this.fail("a varint must be at most 10 bytes long");
+  }
+
+  /** The bounds of a length-delimited field's contents. */
+  delimited(): number {
+    const length = this.length();
+    const stop = this.offset + length;
+    if (stop > this.end) this.fail("a field's length must not run past its message");
+    return stop;
+  }
+
+  skip(wire: number): void {
+    switch (wire) {
+      case 0:
+        this.varint32();
+        return;
+      case 1:
+        this.offset += 8;
+        break;
+      case 2:
+        this.offset = this.delimited();
+        return;
+      case 5:
+        this.offset += 4;
+        break;
+      default:
+        this.fail(`wire type ${wire} must be one of 0, 1, 2 or 5`);
+    }
+    if (this.offset > this.end) this.fail("a field must end before its message does");
+  }
+}
+
+function tagOf(reader: Reader): [field: number, wire: number] {
+  const tag = reader.length();
+  const field = Math.floor(tag / 8);
+  if (field === 0) reader.fail("field number 0 is not allowed");
+  return [field, tag % 8];
+}
+
+function expectWire(reader: Reader, field: number, wire: number, wanted: number): void {
+  if (wire !== wanted) {
+    reader.fail(`field ${field} must have wire type ${wanted}: it has ${wire}`);
+  }
+}
+
+/** Narrows the reader to the nested message that starts here; returns the outer end. */
+function enter(reader: Reader): number {
+  const stop = reader.delimited();
+  const outer = reader.end;
+  reader.end = stop;
+  return outer;
+}
+
+function readTimestamp(reader: Reader, into: { seconds: bigint; nanos: number }): void {
+  while (reader.offset < reader.end) {
+    const [field, wire] = tagOf(reader);
+    if (field === 1) {
+      expectWire(reader, field, wire, 0);
+      into.seconds = reader.varint64();
+    } else if (field === 2) {
+      expectWire(reader, field, wire, 0);
+      into.nanos = reader.varint32();
+    } else reader.skip(wire);
+  }
+}
+
+function readServerTimestamp(
+  reader: Reader,
+  into: { timestamp?: { seconds: bigint; nanos: number } },
+): void {
+  while (reader.offset < reader.end) {
+    const [field, wire] = tagOf(reader);
+    if (field === 1) {
+      expectWire(reader, field, wire, 2);
+      const outer = enter(reader);
+      readTimestamp(reader, into.timestamp ??= { seconds: 0n, nanos: 0 });
+      reader.end = outer;
+    } else reader.skip(wire);
+  }
+}
+
+function readChunk(reader: Reader): ChunkFields {
+  const chunk: ChunkFields = {
+    timestamp: undefined,
+    startingIndex: 0n,
+    dataBytes: EMPTY,
+    compression: 0,
+  };
+  while (reader.offset < reader.end) {
+    const [field, wire] = tagOf(reader);
+    switch (field) {
+      case 1: {
+        expectWire(reader, field, wire, 2);
+        const outer = enter(reader);
+        readServerTimestamp(reader, chunk.timestamp ??= {});
+        reader.end = outer;
+        break;
+      }
+      case 2:
+        expectWire(reader, field, wire, 0);
+        chunk.startingIndex = reader.varint64();
+        break;
+      case 3: {
+        expectWire(reader, field, wire, 2);
+        const end = reader.delimited();
+        chunk.dataBytes = reader.bytes.subarray(reader.offset, end);
+        reader.offset = end;
+        break;
+      }
+      case 4:
+        expectWire(reader, field, wire, 0);
+        chunk.compression = reader.varint32();
+        break;
+      default:
+        reader.skip(wire);
+    }
+  }
+  return chunk;
+}
+
+/**
+ * Reads one `TensorChunk`.
+ *
+ * @param bytes The message.
+ * @returns Its fields.
+ * @throws {TensorFormatError} (reason `"proto"`) When the bytes are not a well-formed message.
+ */
+export function readChunkMessage(bytes: Uint8Array): ChunkFields {
+  return readChunk(new Reader(bytes, "tsercom.TensorChunk"));
+}
+
+/**
+ * Reads the chunks of one `TensorUpdate`, in order.
+ *
+ * @param bytes The message.
+ * @returns The chunks' fields.
+ * @throws {TensorFormatError} (reason `"proto"`) When the bytes are not a well-formed message.
+ */
+export function readUpdateMessage(bytes: Uint8Array): ChunkFields[] {
+  const reader = new Reader(bytes, "tsercom.TensorUpdate");
+  const chunks: ChunkFields[] = [];
+  while (reader.offset < reader.end) {
+    const [field, wire] = tagOf(reader);
+    if (field === 1) {
+      expectWire(reader, field, wire, 2);
+      const outer = enter(reader);
+      chunks.push(readChunk(reader));
+      reader.end = outer;
+    } else reader.skip(wire);
+  }
+  return chunks;
+}
