@@ -40,6 +40,8 @@ const DENSE_COUNT = 100;
 const SPARSE_LENGTH = 1_000;
 const SPARSE_COUNT = 50_000;
 const REPS = 5;
+/** The sender yields to the event loop every this many updates. */
+const YIELD_EVERY = 200;
 const BASE = 1_700_000_000_000_000;
 /** Dense: 100 updates/s of stream time, a 100 ms window (10 snapshots kept on each end). */
 const DENSE_STEP_MICROS = 10_000;
@@ -144,7 +146,11 @@ async function tsercom(
     });
     const last = BASE + count * config.step;
     const t0 = performance.now();
-    for (let i = 1; i <= count; i++) await server.update(snapshots(i), BASE + i * config.step);
+    for (let i = 1; i <= count; i++) {
+      await server.update(snapshots(i), BASE + i * config.step);
+      // A real source yields between samples; without it no byte is sent until the loop ends.
+      if (i % YIELD_EVERY === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+    }
     // The receiver is read by timestamp: poll it (1 ms granularity on a ~second-long run).
     while (subscription.receiver.getTensorAt(last) === null) {
       await new Promise((resolve) => setTimeout(resolve, 1));
@@ -165,6 +171,60 @@ async function tsercom(
 
 const DENSE = { sparse: false, step: DENSE_STEP_MICROS, window: DENSE_WINDOW_MICROS };
 const SPARSE = { sparse: true, step: SPARSE_STEP_MICROS, window: SPARSE_WINDOW_MICROS };
+
+const RECEIVER_WORKER = new URL("./_stream_receiver_worker.ts", import.meta.url).href;
+
+/** As {@linkcode tsercom}, with the subscription in a Worker: sender and receiver on two threads. */
+async function tsercomTwoThreads(
+  length: number,
+  snapshots: (i: number) => Float32Array,
+  count: number,
+  config: { sparse: boolean; step: number; window: number },
+): Promise<{ ms: number; messages: number }> {
+  const server = new TensorStreamServer(new Float32Array(length), {
+    dtype: "float32",
+    keyframeIntervalMs: null,
+    sparse: config.sparse,
+    dataTimeoutMicros: config.window,
+  });
+  const publisher = new GrpcServicePublisher({ addresses: "127.0.0.1", port: 0 });
+  publisher.addService(TensorStreamServer.service, { Subscribe: server.handler() });
+  const { port } = await publisher.start();
+  const worker = new Worker(RECEIVER_WORKER, { type: "module" });
+  try {
+    const last = BASE + count * config.step;
+    const replies: { subscribed?: boolean; done?: number }[] = [];
+    let wake = () => {};
+    worker.onmessage = (event) => {
+      replies.push(event.data);
+      wake();
+    };
+    const reply = async (key: "subscribed" | "done") => {
+      for (;;) {
+        const found = replies.find((r) => key in r);
+        if (found !== undefined) return found;
+        await new Promise<void>((resolve) => wake = resolve);
+      }
+    };
+    worker.postMessage({ port, last, window: config.window });
+    await reply("subscribed");
+    const t0 = performance.now();
+    for (let i = 1; i <= count; i++) {
+      await server.update(snapshots(i), BASE + i * config.step);
+      // A real source yields between samples; without it no byte is sent until the loop ends.
+      if (i % YIELD_EVERY === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    const { done } = await reply("done");
+    const ms = performance.now() - t0;
+    // Let the worker close its channel before the server stops.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return { ms, messages: done ?? 0 };
+  } finally {
+    worker.terminate();
+    server.close();
+    await publisher.stop({ graceMs: 0 });
+  }
+}
 
 function once(measure: () => Promise<void>): () => Promise<void> {
   let ran = false;
@@ -271,6 +331,58 @@ Deno.bench({
         `ratio ${(rate / median(rawRates)).toFixed(3)}; target >= 50,000 updates/s: ${
           rate >= 50_000 ? "MET" : "NOT MET"
         }`,
+    );
+  }),
+});
+
+Deno.bench({
+  name: "sparse updates, receiver in a Worker: TensorStream vs raw grpc-js",
+  n: 1,
+  warmup: 0,
+  fn: once(async () => {
+    const positions = Array.from({ length: 10 }, (_, k) => k * 97 + 3);
+    let previous = new Float32Array(SPARSE_LENGTH);
+    const snapshot = (i: number) => {
+      if (i === 1) previous = new Float32Array(SPARSE_LENGTH);
+      const next = previous.slice();
+      for (const p of positions) next[p] = i;
+      previous = next;
+      return next;
+    };
+    const message = encodeStreamMessage({
+      sequence: 7,
+      chunks: positions.map((p) => ({
+        timestamp: BASE,
+        startingIndex: p,
+        values: Float32Array.of(1),
+      })),
+    });
+    await tsercomTwoThreads(SPARSE_LENGTH, snapshot, 1_000, SPARSE);
+    const rawRates: number[] = [];
+    const tsRates: number[] = [];
+    console.log(
+      `\n[sparse, 2 threads] ${SPARSE_COUNT} updates, receiver in a Worker, ${REPS} reps`,
+    );
+    for (let rep = 1; rep <= REPS; rep++) {
+      const r = await raw(message, SPARSE_COUNT);
+      const t = await tsercomTwoThreads(SPARSE_LENGTH, snapshot, SPARSE_COUNT, SPARSE);
+      rawRates.push(SPARSE_COUNT / (r.ms / 1000));
+      tsRates.push(SPARSE_COUNT / (t.ms / 1000));
+      console.log(
+        `[sparse, 2 threads] rep ${rep}: raw ${r.ms.toFixed(1)} ms = ${
+          rawRates.at(-1)!.toFixed(0)
+        } msgs/s; tsercom ${t.ms.toFixed(1)} ms = ${
+          tsRates.at(-1)!.toFixed(0)
+        } updates/s in ${t.messages} messages`,
+      );
+    }
+    const rate = median(tsRates);
+    console.log(
+      `[sparse, 2 threads] median: raw (one thread) ${
+        median(rawRates).toFixed(0)
+      } msgs/s, tsercom ${rate.toFixed(0)} updates/s; target >= 50,000 updates/s: ${
+        rate >= 50_000 ? "MET" : "NOT MET"
+      }`,
     );
   }),
 });

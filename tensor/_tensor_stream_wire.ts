@@ -88,6 +88,17 @@ export const TENSOR_STREAM_SERVICE: TensorStreamService = Object.freeze({
   methods: Object.freeze({ Subscribe: SUBSCRIBE_METHOD }),
 });
 
+/**
+ * Where a message starts in the receiver's buffer, modulo 8: grpc-js hands
+ * out each message as a view that follows the 5-byte gRPC frame header in an
+ * 8-aligned allocation. When that is not so, values are copied as before.
+ */
+const RECEIVE_OFFSET = 5;
+/** Values at least this large are aligned with a pad; smaller ones share one aligned copy. */
+const ALIGN_MIN_BYTES = 256;
+/** Field 15, wire type 2: a field no tsercom message uses. */
+const PAD_TAG = 0x7a;
+
 function varintSize(value: number): number {
   let size = 1;
   while (value >= 0x80) {
@@ -128,24 +139,47 @@ export interface StreamMessageParts {
  * @returns The message bytes.
  */
 export function encodeStreamMessage(parts: StreamMessageParts): Uint8Array {
-  const { sequence, initializer, chunks, lz4MinBytes = null, keyframe = false } = parts;
+  const { sequence, initializer, chunks = [], lz4MinBytes = null, keyframe = false } = parts;
+  const hasUpdate = parts.chunks !== undefined;
+  // Each chunk: its LZ4 bytes, or the size encodeChunkInto will write.
   const encoded: (Uint8Array | number)[] = [];
+  for (const chunk of chunks) {
+    const lz4 = lz4MinBytes !== null && chunk.values.byteLength >= lz4MinBytes;
+    encoded.push(lz4 ? encodeChunk(chunk, { compression: "lz4" }) : encodedChunkSize(chunk));
+  }
+  const head = (sequence > 0 ? 1 + varintSize(sequence) : 0) +
+    (initializer === undefined
+      ? 0
+      : 1 + varintSize(initializer.byteLength) + initializer.byteLength);
+  // Pad the update so that large uncompressed values start 8-aligned in the
+  // receiver's buffer (the length of the update field and the pads depend on
+  // each other: settle them in a couple of rounds).
+  let pads: number[] = [];
   let updateSize = 0;
-  if (chunks !== undefined) {
-    for (const chunk of chunks) {
-      const lz4 = lz4MinBytes !== null && chunk.values.byteLength >= lz4MinBytes;
-      const bytes = lz4 ? encodeChunk(chunk, { compression: "lz4" }) : undefined;
-      const size = bytes?.byteLength ?? encodedChunkSize(chunk);
-      encoded.push(bytes ?? size);
-      updateSize += 1 + varintSize(size) + size;
+  let lengthSize = 1;
+  for (let round = 0; round < 4; round++) {
+    pads = [];
+    let pos = head + (hasUpdate ? 1 + lengthSize : 0);
+    const start = pos;
+    for (let i = 0; i < chunks.length; i++) {
+      const done = encoded[i];
+      const size = typeof done === "number" ? done : done.byteLength;
+      let pad = 0;
+      const values = chunks[i].values.byteLength;
+      if (typeof done === "number" && values >= ALIGN_MIN_BYTES) {
+        const dataAt = RECEIVE_OFFSET + pos + 1 + varintSize(size) + size - values;
+        pad = (8 - (dataAt % 8)) % 8;
+        if (pad === 1) pad = 9; // a pad field takes at least 2 bytes
+      }
+      pads.push(pad);
+      pos += pad + 1 + varintSize(size) + size;
     }
+    updateSize = pos - start;
+    if (varintSize(updateSize) === lengthSize) break;
+    lengthSize = varintSize(updateSize);
   }
-  let total = sequence > 0 ? 1 + varintSize(sequence) : 0;
-  if (initializer !== undefined) {
-    total += 1 + varintSize(initializer.byteLength) + initializer.byteLength;
-  }
-  if (chunks !== undefined) total += 1 + varintSize(updateSize) + updateSize;
-  if (keyframe) total += 2;
+  const total = head + (hasUpdate ? 1 + varintSize(updateSize) + updateSize : 0) +
+    (keyframe ? 2 : 0);
   const out = new Uint8Array(total);
   let offset = 0;
   if (sequence > 0) {
@@ -158,10 +192,16 @@ export function encodeStreamMessage(parts: StreamMessageParts): Uint8Array {
     out.set(initializer, offset);
     offset += initializer.byteLength;
   }
-  if (chunks !== undefined) {
+  if (hasUpdate) {
     out[offset++] = 0x1a;
     offset = writeVarint(out, offset, updateSize);
     for (let i = 0; i < chunks.length; i++) {
+      if (pads[i] > 0) {
+        // An unknown field (15, length-delimited) of zeros: every reader skips it.
+        out[offset++] = PAD_TAG;
+        out[offset++] = pads[i] - 2;
+        offset += pads[i] - 2;
+      }
       const done = encoded[i];
       out[offset++] = 0x0a;
       if (typeof done === "number") {

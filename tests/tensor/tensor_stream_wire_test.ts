@@ -88,3 +88,36 @@ Deno.test("TensorStreamMessage codec", async (t) => {
     });
   });
 });
+
+Deno.test("large values land 8-aligned where grpc-js puts a message, so they decode as views", () => {
+  for (const startingIndex of [0, 1, 300, 70_000]) {
+    for (const sequence of [1, 200, 70_000]) {
+      const chunks = [
+        {
+          timestamp: 1_700_000_000_000_001,
+          startingIndex,
+          values: new Float64Array(500).fill(1.5),
+        },
+        { timestamp: 1_700_000_000_000_002, startingIndex: 3, values: Float64Array.of(7) },
+        { timestamp: 1_700_000_000_000_003, startingIndex, values: new Float64Array(999).fill(2) },
+      ];
+      const message = encodeStreamMessage({ sequence, chunks });
+      // As grpc-js hands it out: after the 5-byte frame header in an aligned allocation.
+      const frame = new Uint8Array(5 + message.byteLength);
+      frame.set(message, 5);
+      const decoded = decodeStreamMessage(frame.subarray(5));
+      const big64 = decodeUpdate(decoded.update!, "float64");
+      assert.equal(big64[0].values.buffer, frame.buffer, "a view of the message");
+      assert.equal(big64[2].values.buffer, frame.buffer, "a view of the message");
+      assert.deepEqual([big64[0].values[499], big64[1].values[0], big64[2].values[998]], [
+        1.5,
+        7,
+        2,
+      ]);
+      // The generated code reads the padded message the same (the pad is an unknown field).
+      const generated = fromBinary(TensorStreamMessageSchema, message);
+      assert.equal(generated.update?.chunks.length, 3);
+      assert.equal(generated.update?.chunks[2].startingIndex, BigInt(startingIndex));
+    }
+  }
+});
