@@ -10,75 +10,89 @@
  * timestamp. Most inserts are appends; pruning removes a prefix.
  */
 export class Timeline<T> {
+  // Live entries are #times[#head..] and #values[#head..]: pruning a prefix
+  // moves #head (O(1)) and the arrays are compacted once the dead prefix is
+  // as long as the live part, so each entry is moved O(1) times overall.
   #times: number[] = [];
   #values: T[] = [];
+  #head = 0;
 
   /** The number of entries. */
   get length(): number {
-    return this.#times.length;
+    return this.#times.length - this.#head;
   }
 
-  /** The timestamps, ascending: the live array, for hot loops; never write it. */
+  /**
+   * Where entry 0 sits in {@linkcode Timeline.times} and
+   * {@linkcode Timeline.values}: entry `i` is at `start + i`.
+   */
+  get start(): number {
+    return this.#head;
+  }
+
+  /** The backing timestamps, ascending from `start`: the live array, for hot loops; never write it. */
   get times(): readonly number[] {
     return this.#times;
   }
 
-  /** The values in timestamp order: the live array, for hot loops; never write it. */
+  /** The backing values, in timestamp order from `start`: the live array, for hot loops; never write it. */
   get values(): readonly T[] {
     return this.#values;
   }
 
   /** The timestamp of entry `i`. */
   timeAt(i: number): number {
-    return this.#times[i];
+    return this.#times[this.#head + i];
   }
 
   /** The value of entry `i`. */
   valueAt(i: number): T {
-    return this.#values[i];
+    return this.#values[this.#head + i];
   }
 
   /** Replaces the value of entry `i`. */
   setValueAt(i: number, value: T): void {
-    this.#values[i] = value;
+    this.#values[this.#head + i] = value;
   }
 
   /** The leftmost index whose timestamp is `>= ts` (the insertion point). */
   lowerBound(ts: number): number {
     const times = this.#times;
-    let lo = 0;
+    const head = this.#head;
+    let lo = head;
     let hi = times.length;
     // Fast paths: appends, and more data for the newest entry.
-    if (hi === 0 || times[hi - 1] < ts) return hi;
-    if (times[hi - 1] === ts) return hi - 1;
+    if (hi === head || times[hi - 1] < ts) return hi - head;
+    if (times[hi - 1] === ts) return hi - 1 - head;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if (times[mid] < ts) lo = mid + 1;
       else hi = mid;
     }
-    return lo;
+    return lo - head;
   }
 
   /** The index of the entry at exactly `ts`, or -1. */
   indexOf(ts: number): number {
     const i = this.lowerBound(ts);
-    return i < this.#times.length && this.#times[i] === ts ? i : -1;
+    return i < this.length && this.timeAt(i) === ts ? i : -1;
   }
 
   /** The index of the last entry with timestamp `<= ts`, or -1. */
   indexAtOrBefore(ts: number): number {
     const i = this.lowerBound(ts);
-    return i < this.#times.length && this.#times[i] === ts ? i : i - 1;
+    return i < this.length && this.timeAt(i) === ts ? i : i - 1;
   }
 
   /** Inserts an entry at index `i` (which must keep the order). */
   insertAt(i: number, ts: number, value: T): void {
-    if (i === this.#times.length) {
+    const at = this.#head + i;
+    if (at === this.#times.length) {
       this.#times.push(ts);
       this.#values.push(value);
     } else {
-      this.#times.splice(i, 0, ts);
-      this.#values.splice(i, 0, value);
+      this.#times.splice(at, 0, ts);
+      this.#values.splice(at, 0, value);
     }
   }
 
@@ -89,8 +103,17 @@ export class Timeline<T> {
   pruneBefore(cutoff: number): T[] {
     const n = this.lowerBound(cutoff);
     if (n === 0) return [];
-    this.#times.splice(0, n);
-    return this.#values.splice(0, n);
+    const head = this.#head;
+    const removed = this.#values.slice(head, head + n);
+    // Drop the references at once, so that pruned values can be collected.
+    this.#values.fill(undefined as T, head, head + n);
+    this.#head = head + n;
+    if (this.#head >= this.length) {
+      this.#times.splice(0, this.#head);
+      this.#values.splice(0, this.#head);
+      this.#head = 0;
+    }
+    return removed;
   }
 }
 

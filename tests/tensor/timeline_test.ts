@@ -38,6 +38,32 @@ Deno.test("Timeline", async (t) => {
       assertEquals(timeline.pruneBefore(5), []);
     },
   );
+
+  await t.step(
+    "after a prune, indices count from the oldest entry left, and inserts keep order",
+    () => {
+      const timeline = timelineOf([10, 20, 30, 40, 50, 60, 70, 80]);
+      assertEquals(timeline.pruneBefore(30), ["v10", "v20"]);
+      assertEquals([timeline.length, timeline.timeAt(0), timeline.valueAt(0)], [6, 30, "v30"]);
+      assertEquals([timeline.indexOf(50), timeline.indexAtOrBefore(35)], [2, 0]);
+      timeline.insertAt(timeline.lowerBound(45), 45, "v45");
+      timeline.insertAt(timeline.lowerBound(90), 90, "v90");
+      timeline.setValueAt(0, "w30");
+      assertEquals(timesOf(timeline), [30, 40, 45, 50, 60, 70, 80, 90]);
+      assertEquals(timeline.values.slice(timeline.start, timeline.start + 2), ["w30", "v40"]);
+    },
+  );
+
+  await t.step("compacts once more entries were pruned than are left, keeping every entry", () => {
+    const timeline = timelineOf([10, 20, 30, 40, 50]);
+    timeline.pruneBefore(20);
+    assertEquals(timeline.start, 1);
+    timeline.pruneBefore(40);
+    assertEquals([timeline.start, timeline.values.length], [0, 2]);
+    assertEquals(timesOf(timeline), [40, 50]);
+    assertEquals(timeline.pruneBefore(100), ["v40", "v50"]);
+    assertEquals(timeline.length, 0);
+  });
 });
 
 Deno.test("DataWindow", async (t) => {
