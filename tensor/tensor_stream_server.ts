@@ -278,6 +278,11 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
     if (interval !== null) this.#armKeyframes(interval);
   }
 
+  /** The dtype. */
+  get dtype(): D {
+    return this.#dtype;
+  }
+
   /** How many subscribers are connected. */
   get subscribers(): number {
     return this.#subscribers.size;
@@ -388,7 +393,7 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
     this.#subscribers.add(subscriber);
     this.#counters.subscriptions++;
     // Later requests: resync asks for keyframes; the end of them ends nothing.
-    const reading = (async () => {
+    (async () => {
       for (;;) {
         const next = await iterator.next();
         if (next.done) return;
@@ -424,7 +429,6 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
       subscriber.closed = true;
       this.#subscribers.delete(subscriber);
       for (const waiter of subscriber.roomWaiters.splice(0)) waiter();
-      void reading;
     }
   }
 
@@ -583,11 +587,6 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
       this.#keyframeTimer = this.#scheduler.setTimeout(tick, interval);
     };
     this.#keyframeTimer = this.#scheduler.setTimeout(tick, interval);
-  }
-
-  /** The dtype. */
-  get dtype(): D {
-    return this.#dtype;
   }
 }
 
