@@ -241,3 +241,18 @@ Deno.test("with frames: false the receiver rebuilds without handing out frames",
   await until(() => sub.receiver.getTensorAt(BASE + 1) !== null, "the update");
   assert.deepEqual(await Array.fromAsync(sub.receiver), []);
 });
+
+Deno.test("§6.10 6. a snapshot that falls out of the window is gone on both ends", async () => {
+  await using r = await rig(new Float32Array(2), { sparse: false, dataTimeoutMicros: 100_000 });
+  await using sub = await subscribe(r.channel, { dataTimeoutMicros: 100_000 });
+  await r.server.update(Float32Array.of(1, 1), BASE);
+  await until(() => sub.receiver.getTensorAt(BASE) !== null, "the first snapshot");
+  await r.server.update(Float32Array.of(2, 2), BASE + 10_000_000);
+  await until(() => sub.receiver.getTensorAt(BASE + 10_000_000) !== null, "the second");
+  // Expiry follows the data's timestamps, not the wall clock: nothing waits for time to pass.
+  assert.equal(r.server.getTensorAt(BASE), null);
+  assert.equal(sub.receiver.getTensorAt(BASE), null);
+  assert.deepEqual([...sub.receiver.getTensorAt(BASE + 10_000_000)!], [2, 2]);
+  // A late snapshot for the expired time is refused by the source.
+  await assert.rejects(r.server.update(Float32Array.of(3, 3), BASE + 1), RangeError);
+});
