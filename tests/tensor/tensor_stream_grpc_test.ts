@@ -256,3 +256,39 @@ Deno.test("§6.10 6. a snapshot that falls out of the window is gone on both end
   // A late snapshot for the expired time is refused by the source.
   await assert.rejects(r.server.update(Float32Array.of(3, 3), BASE + 1), RangeError);
 });
+
+Deno.test('under "block" a subscriber that stops reading holds the source back, and loses nothing', async () => {
+  await using r = await rig(new Float32Array(1024), {
+    sparse: false,
+    subscriberCapacityBytes: 16 * 1024,
+    maxBatchBytes: 8 * 1024,
+  });
+  // Frames block the subscription (capacity 1, nobody reads them): it stops reading its call.
+  await using sub = await subscribe(r.channel, { overflow: "block", capacity: 1 });
+  const total = 300;
+  let done = 0;
+  const producing = (async () => {
+    for (let i = 1; i <= total; i++) {
+      await r.server.update(new Float32Array(1024).fill(i), BASE + i);
+      done = i;
+    }
+  })();
+  // Wait until the source stops making progress (bounded), then check it stopped early.
+  let last = -1;
+  for (let i = 0; i < 100 && done !== last; i++) {
+    last = done;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.ok(done < total, `the source was held back at ${done} of ${total}`);
+  // Reading the frames lets everything through, in order, none lost.
+  let frames = 0;
+  for await (const frame of sub.receiver) {
+    frames++;
+    if (frame.timestamp === BASE + total) break;
+  }
+  await producing;
+  assert.equal(frames, total);
+  for (const i of [1, 150, total]) {
+    assert.ok(same(sub.receiver.getTensorAt(BASE + i), new Float32Array(1024).fill(i)));
+  }
+});
