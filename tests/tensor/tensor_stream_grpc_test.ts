@@ -292,3 +292,26 @@ Deno.test('under "block" a subscriber that stops reading holds the source back, 
     assert.ok(same(sub.receiver.getTensorAt(BASE + i), new Float32Array(1024).fill(i)));
   }
 });
+
+Deno.test("closing the server ends every subscription; closing a subscription frees its place", async (t) => {
+  await t.step("server.close() ends the stream: done resolves and the frames end", async () => {
+    await using r = await rig(new Float32Array(2));
+    const sub = await subscribe(r.channel, { capacity: 8 });
+    await r.server.update(Float32Array.of(1, 2), BASE + 1);
+    await until(() => sub.receiver.getTensorAt(BASE + 1) !== null, "the update");
+    r.server.close();
+    await sub.done;
+    const frames = await Array.fromAsync(sub.receiver);
+    assert.deepEqual(frames.map((f) => f.timestamp), [BASE + 1]);
+    await assert.rejects(r.server.update(Float32Array.of(3, 4), BASE + 2), TypeError);
+  });
+
+  await t.step("subscription.close() cancels the call and the server forgets it", async () => {
+    await using r = await rig(new Float32Array(2));
+    const sub = await subscribe(r.channel);
+    await until(() => r.server.subscribers === 1, "the subscriber");
+    await sub.close();
+    await until(() => r.server.subscribers === 0, "the server to forget it");
+    await assert.rejects(sub.done);
+  });
+});
