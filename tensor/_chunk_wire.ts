@@ -16,9 +16,9 @@ import { TensorFormatError } from "./tensor_format_error.ts";
 /** The fields of one `TensorChunk`, in the shape the chunk codec checks. */
 export interface ChunkFields {
   /** `ServerTimestamp timestamp = 1`, with its `google.protobuf.Timestamp timestamp = 1`. */
-  timestamp?: { timestamp?: { seconds: bigint; nanos: number } };
-  /** `int64 starting_index = 2`. */
-  startingIndex: bigint;
+  timestamp?: { timestamp?: { seconds: bigint | number; nanos: number } };
+  /** `int64 starting_index = 2` (a number when it is a non-negative safe integer). */
+  startingIndex: bigint | number;
   /** `bytes data_bytes = 3` (a view). */
   dataBytes: Uint8Array;
   /** `CompressionType compression = 4`. */
@@ -40,8 +40,11 @@ class Reader {
     throw new TensorFormatError("proto", cause.message, { cause });
   }
 
-  /** A varint as two 32-bit halves folded into a number when safe, else a bigint. */
-  varint64(): bigint {
+  /**
+   * An int64 varint: a number when it is a non-negative safe integer (the
+   * common case, without a bigint), else a two's complement bigint.
+   */
+  varint64(): bigint | number {
     const { bytes, end } = this;
     let lo = 0;
     let hi = 0;
@@ -55,6 +58,7 @@ class Reader {
         hi |= (byte & 0x7f) >>> 4;
       } else hi |= (byte & 0x7f) << (shift - 32);
       if (byte < 0x80) {
+        if (hi >>> 0 < 0x200000) return (hi >>> 0) * 4_294_967_296 + (lo >>> 0);
         return BigInt.asIntN(64, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
       }
       shift += 7;
@@ -143,7 +147,7 @@ function enter(reader: Reader): number {
   return outer;
 }
 
-function readTimestamp(reader: Reader, into: { seconds: bigint; nanos: number }): void {
+function readTimestamp(reader: Reader, into: { seconds: bigint | number; nanos: number }): void {
   while (reader.offset < reader.end) {
     const [field, wire] = tagOf(reader);
     if (field === 1) {
@@ -158,14 +162,14 @@ function readTimestamp(reader: Reader, into: { seconds: bigint; nanos: number })
 
 function readServerTimestamp(
   reader: Reader,
-  into: { timestamp?: { seconds: bigint; nanos: number } },
+  into: { timestamp?: { seconds: bigint | number; nanos: number } },
 ): void {
   while (reader.offset < reader.end) {
     const [field, wire] = tagOf(reader);
     if (field === 1) {
       expectWire(reader, field, wire, 2);
       const outer = enter(reader);
-      readTimestamp(reader, into.timestamp ??= { seconds: 0n, nanos: 0 });
+      readTimestamp(reader, into.timestamp ??= { seconds: 0, nanos: 0 });
       reader.end = outer;
     } else reader.skip(wire);
   }
@@ -174,7 +178,7 @@ function readServerTimestamp(
 function readChunk(reader: Reader): ChunkFields {
   const chunk: ChunkFields = {
     timestamp: undefined,
-    startingIndex: 0n,
+    startingIndex: 0,
     dataBytes: EMPTY,
     compression: 0,
   };

@@ -665,6 +665,9 @@ function declaredContentSize(frame: Uint8Array): number | undefined {
   return hi * TWO_POW_32 + lo;
 }
 
+/** Seconds whose microseconds are surely a safe integer (inside the Timestamp range too). */
+const FAST_SECONDS = Math.floor(Number.MAX_SAFE_INTEGER / 1_000_000) - 1;
+
 /** Checks a parsed chunk message and turns it into a chunk of `dtype`. */
 function chunkFromMessage<D extends DType>(
   message: ChunkFields,
@@ -683,22 +686,34 @@ function chunkFromMessage<D extends DType>(
     );
   }
   let timestamp: number;
-  try {
-    timestamp = microsFromTimestamp(serverTimestamp.timestamp);
-  } catch (error) {
-    if (error instanceof InvalidTimestampError) {
-      throw new TensorFormatError(
-        "timestamp",
-        `Cannot decode the chunk's timestamp: ${error.message}`,
-        { cause: error },
-      );
+  const { seconds, nanos } = serverTimestamp.timestamp;
+  if (
+    typeof seconds === "number" && seconds <= FAST_SECONDS && seconds >= -FAST_SECONDS &&
+    Number.isInteger(nanos) && nanos >= 0 && nanos <= 999_999_999
+  ) {
+    // What microsFromTimestamp computes, without a bigint, for every time it accepts here.
+    timestamp = seconds * 1_000_000 + Math.floor(nanos / 1_000);
+  } else {
+    try {
+      timestamp = microsFromTimestamp({ seconds: BigInt(seconds), nanos });
+    } catch (error) {
+      if (error instanceof InvalidTimestampError) {
+        throw new TensorFormatError(
+          "timestamp",
+          `Cannot decode the chunk's timestamp: ${error.message}`,
+          { cause: error },
+        );
+      }
+      throw error;
     }
-    throw error;
   }
 
   // Starting index.
   const index = message.startingIndex;
-  if (index < 0n || index > MAX_SAFE_BIGINT) {
+  if (
+    typeof index === "bigint" ? index < 0n || index > MAX_SAFE_BIGINT : index < 0 ||
+      !Number.isSafeInteger(index)
+  ) {
     throw new TensorFormatError(
       "index",
       `Cannot decode the chunk as 'starting_index' must be in 0..${Number.MAX_SAFE_INTEGER}: current value is ${index}`,
