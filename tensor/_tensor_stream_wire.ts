@@ -12,7 +12,15 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { CallerIdSchema } from "../rpc/proto/gen/caller_id_pb.ts";
 import { TensorStreamRequestSchema } from "../rpc/proto/gen/tensor_stream_pb.ts";
 import type { GrpcMethod, GrpcService, MessageCodec } from "../rpc/grpc_types.ts";
-import { encodeChunk, encodeChunkInto, encodedChunkSize } from "./chunk_codec.ts";
+import {
+  type ChunkPlan,
+  LZ4,
+  NONE,
+  planChunk,
+  varintSize,
+  writeChunk,
+  writeVarint,
+} from "./_chunk_plan.ts";
 import type { TensorChunk } from "./tensor_chunk.ts";
 import { TensorFormatError } from "./tensor_format_error.ts";
 
@@ -99,24 +107,6 @@ const ALIGN_MIN_BYTES = 256;
 /** Field 15, wire type 2: a field no tsercom message uses. */
 const PAD_TAG = 0x7a;
 
-function varintSize(value: number): number {
-  let size = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(out: Uint8Array, offset: number, value: number): number {
-  while (value >= 0x80) {
-    out[offset++] = (value % 128) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  out[offset++] = value;
-  return offset;
-}
-
 /** What {@linkcode encodeStreamMessage} writes. */
 export interface StreamMessageParts {
   /** The sequence number. */
@@ -141,11 +131,11 @@ export interface StreamMessageParts {
 export function encodeStreamMessage(parts: StreamMessageParts): Uint8Array {
   const { sequence, initializer, chunks = [], lz4MinBytes = null, keyframe = false } = parts;
   const hasUpdate = parts.chunks !== undefined;
-  // Each chunk: its LZ4 bytes, or the size encodeChunkInto will write.
-  const encoded: (Uint8Array | number)[] = [];
-  for (const chunk of chunks) {
-    const lz4 = lz4MinBytes !== null && chunk.values.byteLength >= lz4MinBytes;
-    encoded.push(lz4 ? encodeChunk(chunk, { compression: "lz4" }) : encodedChunkSize(chunk));
+  // Each chunk validated and planned once: its wire fields and exact size.
+  const plans: ChunkPlan[] = new Array(chunks.length);
+  for (let i = 0; i < chunks.length; i++) {
+    const lz4 = lz4MinBytes !== null && chunks[i].values.byteLength >= lz4MinBytes;
+    plans[i] = planChunk(chunks[i], lz4 ? LZ4 : NONE, `chunk ${i}`);
   }
   const head = (sequence > 0 ? 1 + varintSize(sequence) : 0) +
     (initializer === undefined
@@ -162,11 +152,11 @@ export function encodeStreamMessage(parts: StreamMessageParts): Uint8Array {
     let pos = head + (hasUpdate ? 1 + lengthSize : 0);
     const start = pos;
     for (let i = 0; i < chunks.length; i++) {
-      const done = encoded[i];
-      const size = typeof done === "number" ? done : done.byteLength;
+      const plan = plans[i];
+      const size = plan.size;
       let pad = 0;
       const values = chunks[i].values.byteLength;
-      if (typeof done === "number" && values >= ALIGN_MIN_BYTES) {
+      if (plan.compression === NONE && values >= ALIGN_MIN_BYTES) {
         const dataAt = RECEIVE_OFFSET + pos + 1 + varintSize(size) + size - values;
         pad = (8 - (dataAt % 8)) % 8;
         if (pad === 1) pad = 9; // a pad field takes at least 2 bytes
@@ -202,16 +192,9 @@ export function encodeStreamMessage(parts: StreamMessageParts): Uint8Array {
         out[offset++] = pads[i] - 2;
         offset += pads[i] - 2;
       }
-      const done = encoded[i];
       out[offset++] = 0x0a;
-      if (typeof done === "number") {
-        offset = writeVarint(out, offset, done);
-        offset += encodeChunkInto(chunks[i], out.subarray(offset, offset + done));
-      } else {
-        offset = writeVarint(out, offset, done.byteLength);
-        out.set(done, offset);
-        offset += done.byteLength;
-      }
+      offset = writeVarint(out, offset, plans[i].size);
+      offset = writeChunk(out, offset, plans[i]);
     }
   }
   if (keyframe) {

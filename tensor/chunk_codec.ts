@@ -24,14 +24,28 @@
 import { decodeMessage } from "../rpc/_proto_codec.ts";
 import { type ChunkFields, readChunkMessage, readUpdateMessage } from "./_chunk_wire.ts";
 import {
-  TensorChunk_CompressionType,
+  type ChunkPlan,
+  describe,
+  LZ4,
+  NONE,
+  planChunk,
+  TAG_INIT_DTYPE,
+  TAG_INIT_FILL_VALUE,
+  TAG_INIT_INITIAL_STATE,
+  TAG_INIT_SHAPE,
+  TAG_UPDATE_CHUNKS,
+  varintSize,
+  writeChunk,
+  writeVarint,
+} from "./_chunk_plan.ts";
+import {
+  type TensorChunk_CompressionType,
   TensorInitializerSchema,
 } from "../rpc/proto/gen/tensor_pb.ts";
 import { ProtoDecodeError } from "../rpc/proto_decode_error.ts";
 import { InvalidTimestampError, microsFromTimestamp } from "../rpc/timestamp.ts";
-import { compressFrame, decompressFrame, Lz4FormatError } from "./_lz4.ts";
+import { decompressFrame, Lz4FormatError } from "./_lz4.ts";
 import {
-  bytesOf,
   bytesPerElement,
   type DType,
   DTYPES,
@@ -105,12 +119,8 @@ const DEFAULT_MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024;
 const MAX_DECOMPRESSED_LIMIT = 2 ** 32;
 // The LZ4 frame format's block size as python-lz4 writes it.
 const LZ4_BLOCK_SIZE = 64 * 1024;
-const MICROS_PER_SECOND = 1_000_000;
-const NANOS_PER_MICRO = 1_000;
 const TWO_POW_32 = 4_294_967_296;
 const MAX_SAFE_BIGINT = BigInt(Number.MAX_SAFE_INTEGER);
-const LZ4 = TensorChunk_CompressionType.LZ4;
-const NONE = TensorChunk_CompressionType.NONE;
 const textEncoder = new TextEncoder();
 
 // ---------------------------------------------------------------------------
@@ -118,80 +128,6 @@ const textEncoder = new TextEncoder();
 // protobuf-es). Proto3 leaves out scalars that hold their zero value; message
 // fields are written whenever they are set.
 // ---------------------------------------------------------------------------
-
-// Tags: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited).
-const TAG_CHUNK_TIMESTAMP = 0x0a;
-const TAG_CHUNK_STARTING_INDEX = 0x10;
-const TAG_CHUNK_DATA_BYTES = 0x1a;
-const TAG_CHUNK_COMPRESSION = 0x20;
-const TAG_SERVER_TIMESTAMP = 0x0a;
-const TAG_SECONDS = 0x08;
-const TAG_NANOS = 0x10;
-const TAG_UPDATE_CHUNKS = 0x0a;
-const TAG_INIT_SHAPE = 0x0a;
-const TAG_INIT_DTYPE = 0x12;
-const TAG_INIT_FILL_VALUE = 0x19;
-const TAG_INIT_INITIAL_STATE = 0x22;
-
-/** A chunk made ready to write: its fields in wire form and its encoded size. */
-interface ChunkPlan {
-  seconds: number;
-  nanos: number;
-  timestampSize: number;
-  startingIndex: number;
-  payload: Uint8Array;
-  compression: TensorChunk_CompressionType;
-  size: number;
-}
-
-/** The size of a non-negative safe integer as a varint. */
-function varintSize(value: number): number {
-  let size = 1;
-  while (value >= 128) {
-    value = Math.floor(value / 128);
-    size++;
-  }
-  return size;
-}
-
-/** The size of a safe integer as an int64 varint (negatives take 10 bytes). */
-function int64Size(value: number): number {
-  return value < 0 ? 10 : varintSize(value);
-}
-
-/** Writes a non-negative safe integer as a varint; returns the new position. */
-function writeVarint(out: Uint8Array, pos: number, value: number): number {
-  while (value >= 128) {
-    out[pos++] = (value % 128) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  out[pos++] = value;
-  return pos;
-}
-
-/** Writes a safe integer as an int64 varint (two's complement when negative). */
-function writeInt64(out: Uint8Array, pos: number, value: number): number {
-  if (value >= 0) return writeVarint(out, pos, value);
-  // The low and high 32 bits of the 64-bit two's complement; both exact.
-  let lo = value >>> 0;
-  let hi = Math.floor(value / TWO_POW_32) >>> 0;
-  for (let i = 0; i < 9; i++) {
-    out[pos++] = (lo & 0x7f) | 0x80;
-    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-    hi >>>= 7;
-  }
-  out[pos++] = lo & 0x01;
-  return pos;
-}
-
-/** Describes a value for an error message. */
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (typeof value === "object" || typeof value === "function") {
-    return value.constructor?.name ?? typeof value;
-  }
-  return typeof value === "string" ? JSON.stringify(value) : String(value);
-}
 
 function checkCompression(options: EncodeChunkOptions | undefined): TensorChunk_CompressionType {
   const compression = options?.compression ?? "none";
@@ -202,93 +138,6 @@ function checkCompression(options: EncodeChunkOptions | undefined): TensorChunk_
       describe(compression)
     }`,
   );
-}
-
-function isTensorArray(values: unknown): values is TensorArray {
-  return ArrayBuffer.isView(values) && !(values instanceof DataView);
-}
-
-/** Validates a chunk and works out its wire fields and size. */
-function planChunk(
-  chunk: TensorChunk,
-  compression: TensorChunk_CompressionType,
-  what: string,
-): ChunkPlan {
-  if (typeof chunk !== "object" || chunk === null) {
-    throw new TypeError(
-      `Cannot encode ${what} as it must be a TensorChunk: current value is ${describe(chunk)}`,
-    );
-  }
-  const { timestamp, startingIndex, values } = chunk;
-  if (!Number.isSafeInteger(timestamp)) {
-    throw new RangeError(
-      `Cannot encode ${what} as 'timestamp' must be a safe integer number of microseconds: current value is ${
-        describe(timestamp)
-      }`,
-    );
-  }
-  if (!Number.isSafeInteger(startingIndex) || startingIndex < 0) {
-    throw new RangeError(
-      `Cannot encode ${what} as 'startingIndex' must be a non-negative safe integer: current value is ${
-        describe(startingIndex)
-      }`,
-    );
-  }
-  if (!isTensorArray(values)) {
-    throw new TypeError(
-      `Cannot encode ${what} as 'values' must be a typed array: current value is ${
-        describe(values)
-      }`,
-    );
-  }
-  // Whole seconds (floored) and a non-negative nanosecond part, exactly.
-  const micros = ((timestamp % MICROS_PER_SECOND) + MICROS_PER_SECOND) % MICROS_PER_SECOND;
-  const seconds = (timestamp - micros) / MICROS_PER_SECOND;
-  const nanos = micros * NANOS_PER_MICRO;
-  const timestampSize = (seconds !== 0 ? 1 + int64Size(seconds) : 0) +
-    (nanos !== 0 ? 1 + varintSize(nanos) : 0);
-  const serverTimestampSize = 1 + varintSize(timestampSize) + timestampSize;
-  const raw = bytesOf(values);
-  const payload = compression === LZ4 ? compressFrame(raw) : raw;
-  const n = payload.byteLength;
-  const size = 1 + varintSize(serverTimestampSize) + serverTimestampSize +
-    (startingIndex !== 0 ? 1 + varintSize(startingIndex) : 0) +
-    (n !== 0 ? 1 + varintSize(n) + n : 0) +
-    (compression !== NONE ? 2 : 0);
-  return { seconds, nanos, timestampSize, startingIndex, payload, compression, size };
-}
-
-/** Writes a planned chunk's fields (without an enclosing tag); returns the new position. */
-function writeChunk(out: Uint8Array, pos: number, plan: ChunkPlan): number {
-  const { seconds, nanos, timestampSize, startingIndex, payload, compression } = plan;
-  out[pos++] = TAG_CHUNK_TIMESTAMP;
-  pos = writeVarint(out, pos, 1 + varintSize(timestampSize) + timestampSize);
-  out[pos++] = TAG_SERVER_TIMESTAMP;
-  pos = writeVarint(out, pos, timestampSize);
-  if (seconds !== 0) {
-    out[pos++] = TAG_SECONDS;
-    pos = writeInt64(out, pos, seconds);
-  }
-  if (nanos !== 0) {
-    out[pos++] = TAG_NANOS;
-    pos = writeVarint(out, pos, nanos);
-  }
-  if (startingIndex !== 0) {
-    out[pos++] = TAG_CHUNK_STARTING_INDEX;
-    pos = writeVarint(out, pos, startingIndex);
-  }
-  const n = payload.byteLength;
-  if (n !== 0) {
-    out[pos++] = TAG_CHUNK_DATA_BYTES;
-    pos = writeVarint(out, pos, n);
-    out.set(payload, pos);
-    pos += n;
-  }
-  if (compression !== NONE) {
-    out[pos++] = TAG_CHUNK_COMPRESSION;
-    out[pos++] = compression;
-  }
-  return pos;
 }
 
 /** The size of a list of planned chunks written as repeated message field 1. */
