@@ -40,7 +40,11 @@ const DENSE_COUNT = 100;
 const SPARSE_LENGTH = 1_000;
 const SPARSE_COUNT = 50_000;
 const REPS = 5;
-/** The sender yields to the event loop every this many updates. */
+/**
+ * The sender yields to the event loop (setTimeout 0, which sleeps about
+ * 2 ms on these machines) every this many updates, so that sending
+ * overlaps producing; a MessageChannel tick would not let the sockets run.
+ */
 const YIELD_EVERY = 200;
 const BASE = 1_700_000_000_000_000;
 /** Dense: 100 updates/s of stream time, a 100 ms window (10 snapshots kept on each end). */
