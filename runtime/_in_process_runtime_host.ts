@@ -11,6 +11,7 @@ import type { ErrorWatcher } from "./error_watcher.ts";
 import type { SinkItem } from "./_data_handler.ts";
 import { createRuntimeSide, type RuntimeSide } from "./_runtime_side.ts";
 import { CreditWindow } from "./_worker_protocol.ts";
+import { DataQueue } from "./_data_queue.ts";
 import type { InitializerRef } from "./runtime.ts";
 import type { RuntimeConfig } from "./runtime_config.ts";
 import type { RuntimeEventStats } from "./runtime_data_handler.ts";
@@ -60,10 +61,7 @@ export class InProcessRuntimeHost {
   #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
   #lastEmit: Promise<unknown> = Promise.resolve();
-  #items: InProcessDataItem[] = [];
-  #head = 0;
-  #itemWaiter: (() => void) | undefined;
-  #dataEnd: { error?: unknown } | undefined;
+  readonly #data = new DataQueue<InProcessDataItem>();
 
   private constructor(
     window: CreditWindow,
@@ -126,7 +124,7 @@ export class InProcessRuntimeHost {
   async sendEvent(
     item: { value: unknown; callerId?: string; timestamp: number },
   ): Promise<boolean> {
-    if (this.#dataEnd !== undefined) {
+    if (this.#data.ended) {
       throw new TypeError(
         `Cannot send the event as the runtime must be created or running: it is ${this.#state}`,
       );
@@ -167,7 +165,7 @@ export class InProcessRuntimeHost {
         if (this.#state === "starting") this.#state = "running";
       } catch (error) {
         if (this.#state === "starting") this.#state = "failed";
-        this.#endData(error);
+        this.#data.end(error);
         throw error;
       }
     })();
@@ -186,7 +184,7 @@ export class InProcessRuntimeHost {
     if (this.#stopping !== undefined) return this.#stopping;
     if (this.#state === "created") {
       this.#state = "stopped";
-      this.#endData();
+      this.#data.end();
       return this.#stopping = Promise.resolve();
     }
     if (this.#state !== "running" && this.#state !== "starting") {
@@ -204,7 +202,7 @@ export class InProcessRuntimeHost {
       }
       await this.#lastEmit;
       if (this.#state === "stopping") this.#state = "stopped";
-      this.#endData();
+      this.#data.end();
       if (failure !== undefined) throw failure.error;
     })();
     return this.#stopping;
@@ -220,7 +218,7 @@ export class InProcessRuntimeHost {
     if (this.#state === "failed" || this.#state === "terminated") return;
     this.#side?.abandon(error);
     this.#window.close(error);
-    this.#endData(this.#state === "stopped" ? undefined : error);
+    this.#data.end(this.#state === "stopped" ? undefined : error);
     this.#state = this.#state === "stopped" ? "terminated" : "failed";
   }
 
@@ -244,26 +242,12 @@ export class InProcessRuntimeHost {
    *
    * @returns The batches.
    */
-  async *batches(): AsyncGenerator<InProcessDataItem[], void, undefined> {
-    while (true) {
-      if (this.#head < this.#items.length) {
-        const batch = this.#head === 0 ? this.#items : this.#items.slice(this.#head);
-        this.#items = [];
-        this.#head = 0;
-        yield batch;
-        this.#window.grant(batch.length);
-        continue;
-      }
-      if (this.#dataEnd !== undefined) {
-        if ("error" in this.#dataEnd) throw this.#dataEnd.error;
-        return;
-      }
-      await new Promise<void>((resolve) => this.#itemWaiter = resolve);
-    }
+  batches(): AsyncGenerator<InProcessDataItem[], void, undefined> {
+    return this.#data.batches((n) => this.#window.grant(n));
   }
 
   #emit(item: SinkItem): void | Promise<void> {
-    if (this.#dataEnd !== undefined) {
+    if (this.#data.ended) {
       throw new TypeError(
         `Cannot emit the data as the runtime must not have stopped: it is ${this.#state}`,
       );
@@ -281,18 +265,6 @@ export class InProcessRuntimeHost {
   }
 
   #enqueue(item: InProcessDataItem): void {
-    if (this.#dataEnd !== undefined) return;
-    this.#items.push(item);
-    const waiter = this.#itemWaiter;
-    this.#itemWaiter = undefined;
-    waiter?.();
-  }
-
-  #endData(error?: unknown): void {
-    if (this.#dataEnd !== undefined) return;
-    this.#dataEnd = error === undefined ? {} : { error };
-    const waiter = this.#itemWaiter;
-    this.#itemWaiter = undefined;
-    waiter?.();
+    this.#data.push(item);
   }
 }

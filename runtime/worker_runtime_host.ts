@@ -22,6 +22,7 @@ import {
   validateMessage,
 } from "./_worker_protocol.ts";
 import { checkInitializerRef } from "./_initializer_ref.ts";
+import { DataQueue } from "./_data_queue.ts";
 import type { InitializerRef } from "./runtime.ts";
 import {
   createRuntimeConfig,
@@ -278,10 +279,7 @@ export class WorkerRuntimeHost implements AsyncDisposable {
   #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
   #delivery: Promise<void> = Promise.resolve();
-  #items: WorkerDataItem[] = [];
-  #head = 0;
-  #itemWaiter: (() => void) | undefined;
-  #dataEnd: { error?: unknown } | undefined;
+  readonly #data = new DataQueue<WorkerDataItem>();
   #ungranted = 0;
   #dropped = 0;
   #stats: WorkerDataStats | undefined;
@@ -508,7 +506,7 @@ export class WorkerRuntimeHost implements AsyncDisposable {
     if (this.#stopping !== undefined) return this.#stopping;
     if (this.#state === "created") {
       this.#state = "stopped";
-      this.#endData();
+      this.#data.end();
       return this.#stopping = Promise.resolve();
     }
     if (this.#state !== "running" && this.#state !== "starting") {
@@ -523,7 +521,7 @@ export class WorkerRuntimeHost implements AsyncDisposable {
       this.#eventStats = reply.events as RuntimeEventStats | undefined;
       await this.#delivery;
       if (this.#state === "stopping") this.#state = "stopped";
-      this.#endData();
+      this.#data.end();
       this.#events.close(
         new TypeError("Cannot send the event as the runtime must be running: it stopped"),
       );
@@ -563,28 +561,16 @@ export class WorkerRuntimeHost implements AsyncDisposable {
    * @returns The batches.
    * @throws {TypeError} When an `onData` consumer was given.
    */
-  async *batches(): AsyncGenerator<WorkerDataItem[], void, undefined> {
+  batches(): AsyncGenerator<WorkerDataItem[], void, undefined> {
     if (this.#onData !== undefined) {
       throw new TypeError(
         "Cannot read batches() as the host must have no onData consumer: it has one",
       );
     }
-    while (true) {
-      if (this.#head < this.#items.length) {
-        const batch = this.#head === 0 ? this.#items : this.#items.slice(this.#head);
-        this.#items = [];
-        this.#head = 0;
-        yield batch;
-        this.#ungranted += batch.length;
-        this.#grant();
-        continue;
-      }
-      if (this.#dataEnd !== undefined) {
-        if ("error" in this.#dataEnd) throw this.#dataEnd.error;
-        return;
-      }
-      await new Promise<void>((resolve) => this.#itemWaiter = resolve);
-    }
+    return this.#data.batches((n) => {
+      this.#ungranted += n;
+      this.#grant();
+    });
   }
 
   /**
@@ -729,8 +715,7 @@ export class WorkerRuntimeHost implements AsyncDisposable {
     );
     const onData = this.#onData;
     if (onData === undefined) {
-      for (const item of batch) this.#items.push(item);
-      this.#wake();
+      this.#data.pushAll(batch);
       return;
     }
     this.#delivery = this.#delivery.then(async () => {
@@ -742,18 +727,6 @@ export class WorkerRuntimeHost implements AsyncDisposable {
       this.#ungranted += batch.length;
       this.#grant();
     });
-  }
-
-  #wake(): void {
-    const waiter = this.#itemWaiter;
-    this.#itemWaiter = undefined;
-    waiter?.();
-  }
-
-  #endData(error?: unknown): void {
-    if (this.#dataEnd !== undefined) return;
-    this.#dataEnd = error === undefined ? {} : { error };
-    this.#wake();
   }
 
   #isDead(): boolean {
@@ -782,7 +755,7 @@ export class WorkerRuntimeHost implements AsyncDisposable {
       pending.reject(error);
     }
     this.#pending.clear();
-    this.#endData(this.#state === "stopped" ? undefined : error);
+    this.#data.end(this.#state === "stopped" ? undefined : error);
     if (!this.#isDead()) this.#state = "terminated";
   }
 }
