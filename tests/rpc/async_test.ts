@@ -15,37 +15,11 @@ import {
   type Scheduler,
   systemScheduler,
 } from "../../rpc/scheduler.ts";
+import { flush, observe } from "../_promises.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/** Lets pending promise reactions run, without timers. */
-async function flush(): Promise<void> {
-  for (let i = 0; i < 20; i++) await Promise.resolve();
-}
-
-interface Observed<T> {
-  status: "pending" | "fulfilled" | "rejected";
-  value?: T;
-  reason?: unknown;
-}
-
-/** Records how a promise settles, so tests can check it has not settled yet. */
-function observe<T>(promise: Promise<T>): Observed<T> {
-  const observed: Observed<T> = { status: "pending" };
-  promise.then(
-    (value) => {
-      observed.status = "fulfilled";
-      observed.value = value;
-    },
-    (reason) => {
-      observed.status = "rejected";
-      observed.reason = reason;
-    },
-  );
-  return observed;
-}
 
 type Listener = EventListenerOrEventListenerObject;
 

@@ -13,6 +13,7 @@ import {
   type EndpointDataProcessor,
   type RuntimeEvent,
 } from "../../runtime/runtime_data_handler.ts";
+import { flush, observe } from "../_promises.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -24,33 +25,6 @@ const T0 = 1_700_000_000_000_000;
 const A = CallerId.parse("0b5a8f1e-3c2d-4e7f-9a10-6b2c3d4e5f60");
 const B = CallerId.parse("11111111-2222-4333-8444-555555555555");
 const C = CallerId.parse("66666666-7777-4888-9999-aaaaaaaaaaaa");
-
-/** Lets pending promise reactions run, without timers. */
-async function flush(): Promise<void> {
-  for (let i = 0; i < 20; i++) await Promise.resolve();
-}
-
-interface Observed<T> {
-  status: "pending" | "fulfilled" | "rejected";
-  value?: T;
-  reason?: unknown;
-}
-
-/** Records how a promise settles, so tests can check it has not settled yet. */
-function observe<T>(promise: Promise<T>): Observed<T> {
-  const observed: Observed<T> = { status: "pending" };
-  promise.then(
-    (value) => {
-      observed.status = "fulfilled";
-      observed.value = value;
-    },
-    (reason) => {
-      observed.status = "rejected";
-      observed.reason = reason;
-    },
-  );
-  return observed;
-}
 
 /** A lease factory whose clocks are `offset` µs ahead, recording leases and releases. */
 function offsetLeases(offset: number) {
