@@ -125,13 +125,14 @@ async function raw(message: Uint8Array, count: number): Promise<{ ms: number; by
 
 // tsercom -------------------------------------------------------------------------------------
 
-/** Streams `snapshots` through a TensorStreamServer to a subscription; returns ms and bytes sent. */
-async function tsercom(
-  length: number,
-  snapshots: (i: number) => Float32Array,
-  count: number,
-  config: { sparse: boolean; step: number; window: number },
-): Promise<{ ms: number; messages: number }> {
+interface StreamConfig {
+  sparse: boolean;
+  step: number;
+  window: number;
+}
+
+/** A TensorStreamServer behind a publisher on a free loopback port. */
+async function serve(length: number, config: StreamConfig) {
   const server = new TensorStreamServer(new Float32Array(length), {
     dtype: "float32",
     keyframeIntervalMs: null,
@@ -141,6 +142,31 @@ async function tsercom(
   const publisher = new GrpcServicePublisher({ addresses: "127.0.0.1", port: 0 });
   publisher.addService(TensorStreamServer.service, { Subscribe: server.handler() });
   const { port } = await publisher.start();
+  return { server, publisher, port };
+}
+
+/** Submits snapshots 1..count, `step` µs apart. */
+async function play(
+  server: TensorStreamServer<"float32">,
+  snapshots: (i: number) => Float32Array,
+  count: number,
+  step: number,
+): Promise<void> {
+  for (let i = 1; i <= count; i++) {
+    await server.update(snapshots(i), BASE + i * step);
+    // A real source yields between samples; without it no byte is sent until the loop ends.
+    if (i % YIELD_EVERY === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+}
+
+/** Streams `snapshots` through a TensorStreamServer to a subscription; returns ms and messages. */
+async function tsercom(
+  length: number,
+  snapshots: (i: number) => Float32Array,
+  count: number,
+  config: StreamConfig,
+): Promise<{ ms: number; messages: number }> {
+  const { server, publisher, port } = await serve(length, config);
   const channel = await connectChannel("127.0.0.1", port);
   try {
     const subscription = await TensorStreamSubscription.open<"float32">(channel, {
@@ -150,11 +176,7 @@ async function tsercom(
     });
     const last = BASE + count * config.step;
     const t0 = performance.now();
-    for (let i = 1; i <= count; i++) {
-      await server.update(snapshots(i), BASE + i * config.step);
-      // A real source yields between samples; without it no byte is sent until the loop ends.
-      if (i % YIELD_EVERY === 0) await new Promise((resolve) => setTimeout(resolve, 0));
-    }
+    await play(server, snapshots, count, config.step);
     // The receiver is read by timestamp: poll it (1 ms granularity on a ~second-long run).
     while (subscription.receiver.getTensorAt(last) === null) {
       await new Promise((resolve) => setTimeout(resolve, 1));
@@ -183,17 +205,9 @@ async function tsercomTwoThreads(
   length: number,
   snapshots: (i: number) => Float32Array,
   count: number,
-  config: { sparse: boolean; step: number; window: number },
+  config: StreamConfig,
 ): Promise<{ ms: number; messages: number }> {
-  const server = new TensorStreamServer(new Float32Array(length), {
-    dtype: "float32",
-    keyframeIntervalMs: null,
-    sparse: config.sparse,
-    dataTimeoutMicros: config.window,
-  });
-  const publisher = new GrpcServicePublisher({ addresses: "127.0.0.1", port: 0 });
-  publisher.addService(TensorStreamServer.service, { Subscribe: server.handler() });
-  const { port } = await publisher.start();
+  const { server, publisher, port } = await serve(length, config);
   const worker = new Worker(RECEIVER_WORKER, { type: "module" });
   try {
     const last = BASE + count * config.step;
@@ -213,11 +227,7 @@ async function tsercomTwoThreads(
     worker.postMessage({ port, last, window: config.window });
     await reply("subscribed");
     const t0 = performance.now();
-    for (let i = 1; i <= count; i++) {
-      await server.update(snapshots(i), BASE + i * config.step);
-      // A real source yields between samples; without it no byte is sent until the loop ends.
-      if (i % YIELD_EVERY === 0) await new Promise((resolve) => setTimeout(resolve, 0));
-    }
+    await play(server, snapshots, count, config.step);
     const { done } = await reply("done");
     const ms = performance.now() - t0;
     // Let the worker close its channel before the server stops.
