@@ -13,10 +13,17 @@
 import { ProtoDecodeError } from "../rpc/proto_decode_error.ts";
 import { TensorFormatError } from "./tensor_format_error.ts";
 
-/** The fields of one `TensorChunk`, in the shape the chunk codec checks. */
+/** The fields of one `TensorChunk`, flattened, as the chunk codec checks them. */
 export interface ChunkFields {
-  /** `ServerTimestamp timestamp = 1`, with its `google.protobuf.Timestamp timestamp = 1`. */
-  timestamp?: { timestamp?: { seconds: bigint | number; nanos: number } };
+  /**
+   * How much of the timestamp is present: 0 no `ServerTimestamp timestamp = 1`;
+   * 1 one without its `google.protobuf.Timestamp timestamp = 1`; 2 both.
+   */
+  timestampLevel: 0 | 1 | 2;
+  /** The Timestamp's `int64 seconds = 1` (a number when it is a non-negative safe integer). */
+  seconds: bigint | number;
+  /** The Timestamp's `int32 nanos = 2`. */
+  nanos: number;
   /** `int64 starting_index = 2` (a number when it is a non-negative safe integer). */
   startingIndex: bigint | number;
   /** `bytes data_bytes = 3` (a view). */
@@ -147,7 +154,7 @@ function enter(reader: Reader): number {
   return outer;
 }
 
-function readTimestamp(reader: Reader, into: { seconds: bigint | number; nanos: number }): void {
+function readTimestamp(reader: Reader, into: ChunkFields): void {
   while (reader.offset < reader.end) {
     const [field, wire] = tagOf(reader);
     if (field === 1) {
@@ -160,16 +167,14 @@ function readTimestamp(reader: Reader, into: { seconds: bigint | number; nanos: 
   }
 }
 
-function readServerTimestamp(
-  reader: Reader,
-  into: { timestamp?: { seconds: bigint | number; nanos: number } },
-): void {
+function readServerTimestamp(reader: Reader, into: ChunkFields): void {
   while (reader.offset < reader.end) {
     const [field, wire] = tagOf(reader);
     if (field === 1) {
       expectWire(reader, field, wire, 2);
       const outer = enter(reader);
-      readTimestamp(reader, into.timestamp ??= { seconds: 0, nanos: 0 });
+      into.timestampLevel = 2;
+      readTimestamp(reader, into);
       reader.end = outer;
     } else reader.skip(wire);
   }
@@ -177,7 +182,9 @@ function readServerTimestamp(
 
 function readChunk(reader: Reader): ChunkFields {
   const chunk: ChunkFields = {
-    timestamp: undefined,
+    timestampLevel: 0,
+    seconds: 0,
+    nanos: 0,
     startingIndex: 0,
     dataBytes: EMPTY,
     compression: 0,
@@ -188,7 +195,8 @@ function readChunk(reader: Reader): ChunkFields {
       case 1: {
         expectWire(reader, field, wire, 2);
         const outer = enter(reader);
-        readServerTimestamp(reader, chunk.timestamp ??= {});
+        if (chunk.timestampLevel === 0) chunk.timestampLevel = 1;
+        readServerTimestamp(reader, chunk);
         reader.end = outer;
         break;
       }
@@ -212,6 +220,30 @@ function readChunk(reader: Reader): ChunkFields {
     }
   }
   return chunk;
+}
+
+/**
+ * The fields of a `TensorChunk` that the generic protobuf runtime parsed.
+ *
+ * @param message The parsed message.
+ * @returns Its fields, flattened.
+ */
+export function fieldsOfMessage(message: {
+  timestamp?: { timestamp?: { seconds: bigint; nanos: number } };
+  startingIndex: bigint;
+  dataBytes: Uint8Array;
+  compression: number;
+}): ChunkFields {
+  const server = message.timestamp;
+  const inner = server?.timestamp;
+  return {
+    timestampLevel: server === undefined ? 0 : inner === undefined ? 1 : 2,
+    seconds: inner?.seconds ?? 0,
+    nanos: inner?.nanos ?? 0,
+    startingIndex: message.startingIndex,
+    dataBytes: message.dataBytes,
+    compression: message.compression,
+  };
 }
 
 /**

@@ -22,7 +22,12 @@
  */
 
 import { decodeMessage } from "../rpc/_proto_codec.ts";
-import { type ChunkFields, readChunkMessage, readUpdateMessage } from "./_chunk_wire.ts";
+import {
+  type ChunkFields,
+  fieldsOfMessage,
+  readChunkMessage,
+  readUpdateMessage,
+} from "./_chunk_wire.ts";
 import {
   type ChunkPlan,
   describe,
@@ -525,17 +530,16 @@ function chunkFromMessage<D extends DType>(
   maxDecompressed: number,
 ): DecodedTensorChunk<TypedArrayByDType[D]> {
   // Timestamp.
-  const serverTimestamp = message.timestamp;
-  if (serverTimestamp?.timestamp === undefined) {
+  if (message.timestampLevel !== 2) {
     throw new TensorFormatError(
       "timestamp",
       `Cannot decode the chunk as its ${
-        serverTimestamp === undefined ? "'timestamp'" : "ServerTimestamp's 'timestamp'"
+        message.timestampLevel === 0 ? "'timestamp'" : "ServerTimestamp's 'timestamp'"
       } field must be set: current value is absent`,
     );
   }
   let timestamp: number;
-  const { seconds, nanos } = serverTimestamp.timestamp;
+  const { seconds, nanos } = message;
   if (
     typeof seconds === "number" && seconds <= FAST_SECONDS && seconds >= -FAST_SECONDS &&
     Number.isInteger(nanos) && nanos >= 0 && nanos <= 999_999_999
@@ -871,7 +875,7 @@ export function decodeInitializer(
     );
   }
   const initialState = chunksFromMessages(
-    state.chunks,
+    state.chunks.map(fieldsOfMessage),
     dtype,
     tensorLength,
     maxDecompressed,
