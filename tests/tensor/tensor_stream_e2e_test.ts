@@ -14,6 +14,7 @@ import {
   type TensorStreamSample,
 } from "../../runtime/tensor_stream_follower.ts";
 import type { StreamSourceParams } from "./_stream_runtimes.ts";
+import { STREAM_SCENARIOS } from "./_stream_scenarios.ts";
 
 const SOURCE = import.meta.resolve("./_stream_runtimes.ts");
 
@@ -87,22 +88,8 @@ async function streamBetweenWorkers(
 
 Deno.test("§6.10 between two Workers over gRPC", async (t) => {
   const base = Date.now() * 1000;
-  const scenarios: [string, [number, number[]][]][] = [
-    ["1. one snapshot", [[1, [1, 2, 3, 4]]]],
-    ["2. two snapshots, the first unchanged by the second", [[1, [1, 1, 1]], [2, [1, 2, 1]]]],
-    ["3. a late middle snapshot", [[1, [1, 1, 1, 1]], [3, [3, 3, 3, 3]], [2, [2, 2, 2, 2]]]],
-    ["4. a late first snapshot", [[2, [1, 2, 3, 4, 5]], [1, [1, 4, 4, 4, 4]]]],
-    ["5. one late among four", [[1, [1, 1, 1]], [3, [3, 3, 3]], [4, [4, 4, 4]], [2, [2, 2, 2]]]],
-    ["7. a replaced first snapshot", [
-      [1, [1, 1, 1]],
-      [2, [2, 2, 2]],
-      [3, [3, 3, 3]],
-      [4, [4, 4, 4]],
-      [1, [1, 5, 1]],
-    ]],
-  ];
   for (const sparse of [false, true]) {
-    for (const [name, script] of scenarios) {
+    for (const [name, script] of STREAM_SCENARIOS) {
       await t.step(`${name} (${sparse ? "sparse diffs" : "whole snapshots"})`, async () => {
         const steps = script.map(([at, values]): [number, number[]] => [base + at * 1000, values]);
         const { rebuilt, expected } = await streamBetweenWorkers(steps, sparse);

@@ -18,6 +18,7 @@ import {
 } from "../../tensor/tensor_stream_server.ts";
 import { TensorStreamSubscription } from "../../tensor/tensor_stream_subscription.ts";
 import { SUBSCRIBE_METHOD } from "../../tensor/_tensor_stream_wire.ts";
+import { STREAM_SCENARIOS } from "./_stream_scenarios.ts";
 
 const HOST = "127.0.0.1";
 const BASE = 1_700_000_000_000_000;
@@ -93,21 +94,7 @@ Deno.test("a subscriber gets the initializer and rebuilds every update exactly",
 });
 
 Deno.test("spec tensor.md §6.10 over gRPC: whole snapshots, late and replaced", async (t) => {
-  const scenarios: [string, [number, number[]][]][] = [
-    ["1. one snapshot", [[1, [1, 2, 3, 4]]]],
-    ["2. two snapshots, the first unchanged by the second", [[1, [1, 1, 1]], [2, [1, 2, 1]]]],
-    ["3. a late middle snapshot", [[1, [1, 1, 1, 1]], [3, [3, 3, 3, 3]], [2, [2, 2, 2, 2]]]],
-    ["4. a late first snapshot", [[2, [1, 2, 3, 4, 5]], [1, [1, 4, 4, 4, 4]]]],
-    ["5. one late among four", [[1, [1, 1, 1]], [3, [3, 3, 3]], [4, [4, 4, 4]], [2, [2, 2, 2]]]],
-    ["7. a replaced first snapshot", [
-      [1, [1, 1, 1]],
-      [2, [2, 2, 2]],
-      [3, [3, 3, 3]],
-      [4, [4, 4, 4]],
-      [1, [1, 5, 1]],
-    ]],
-  ];
-  for (const [name, steps] of scenarios) {
+  for (const [name, steps] of STREAM_SCENARIOS) {
     await t.step(name, async () => {
       const length = steps[0][1].length;
       await using r = await rig(new Float32Array(length), { sparse: false });
