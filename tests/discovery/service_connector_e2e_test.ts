@@ -8,77 +8,21 @@
 
 import { assert, assertEquals } from "../_assert.ts";
 import { type SimHost, withHosts } from "../netns/mod.ts";
+import { type AgentProcess, startAgent } from "../_agent_process.ts";
 import { CallerId } from "../../rpc/caller_id.ts";
 
 const AGENT = new URL("./_grpc_agent.ts", import.meta.url).pathname;
 
-interface Event {
-  event: string;
-  t: number;
-  [key: string]: unknown;
-}
-
-function start(host: SimHost, args: string[]) {
-  const child = host.spawn(
-    [Deno.execPath(), "run", "-A", "--no-check", "--unstable-net", AGENT, ...args],
-    { stdin: "piped", stdout: "piped", stderr: "piped" },
-  );
-  const events: Event[] = [];
-  let stderr = "";
-  const writer = child.stdin.getWriter();
-  const reading = (async () => {
-    let buffer = "";
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
-      let newline: number;
-      while ((newline = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, newline);
-        try {
-          events.push(JSON.parse(line));
-        } catch {
-          events.push({ event: "garbage", line, t: 0 });
-        }
-        buffer = buffer.slice(newline + 1);
-      }
-    }
-  })();
-  const erring = (async () => {
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
-  })();
-  return {
-    events,
-    send: (command: Record<string, unknown>) =>
-      writer.write(new TextEncoder().encode(JSON.stringify(command) + "\n")),
-    async waitFor(match: (e: Event) => boolean, timeoutMs: number, what: string): Promise<Event> {
-      const until = Date.now() + timeoutMs;
-      while (Date.now() < until) {
-        const found = events.find(match);
-        if (found !== undefined) return found;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      throw new Error(`no ${what} within ${timeoutMs} ms: ${JSON.stringify(events)} ${stderr}`);
-    },
-    kill(): void {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // gone
-      }
-    },
-    async exit(): Promise<string> {
-      try {
-        await writer.write(new TextEncoder().encode(JSON.stringify({ cmd: "exit" }) + "\n"));
-        await writer.close();
-      } catch {
-        // gone
-      }
-      const status = await child.status;
-      await Promise.all([reading, erring]);
-      return status.success
-        ? stderr
-        : `${stderr}\n(exit code ${status.code}, signal ${status.signal})`;
-    },
-  };
+function start(host: SimHost, args: string[]): AgentProcess {
+  return startAgent(host, [
+    Deno.execPath(),
+    "run",
+    "-A",
+    "--no-check",
+    "--unstable-net",
+    AGENT,
+    ...args,
+  ]);
 }
 
 Deno.test("ServiceConnector connects, handshakes, follows a restart and a removal", async (t) => {

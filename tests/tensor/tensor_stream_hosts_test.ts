@@ -9,75 +9,13 @@
 
 import { assert, assertEquals } from "../_assert.ts";
 import { type SimHost, withHosts } from "../netns/mod.ts";
+import { type AgentEvent, type AgentProcess, startAgent } from "../_agent_process.ts";
 
 const AGENT = new URL("./_stream_agent.ts", import.meta.url).pathname;
 const KEYFRAME_MS = 1_000;
 
-interface Event {
-  event: string;
-  t: number;
-  [key: string]: unknown;
-}
-
-function start(host: SimHost, args: string[]) {
-  const child = host.spawn([Deno.execPath(), "run", "-A", "--no-check", AGENT, ...args], {
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  });
-  const events: Event[] = [];
-  let stderr = "";
-  const writer = child.stdin.getWriter();
-  const reading = (async () => {
-    let buffer = "";
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
-      let newline: number;
-      while ((newline = buffer.indexOf("\n")) >= 0) {
-        events.push(JSON.parse(buffer.slice(0, newline)));
-        buffer = buffer.slice(newline + 1);
-      }
-    }
-  })();
-  const erring = (async () => {
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
-  })();
-  let seen = 0;
-  return {
-    events,
-    send: (command: Record<string, unknown>) =>
-      writer.write(new TextEncoder().encode(JSON.stringify(command) + "\n")),
-    /** The next event from now on that `match` accepts. */
-    async next(match: (e: Event) => boolean, timeoutMs: number, what: string): Promise<Event> {
-      const until = Date.now() + timeoutMs;
-      while (Date.now() < until) {
-        const index = events.findIndex((e, i) => i >= seen && match(e));
-        if (index >= 0) {
-          seen = index + 1;
-          return events[index];
-        }
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-      throw new Error(`no ${what} within ${timeoutMs} ms: ${stderr}`);
-    },
-    kill(): void {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // gone
-      }
-    },
-    async exit(): Promise<void> {
-      try {
-        await writer.write(new TextEncoder().encode(JSON.stringify({ cmd: "exit" }) + "\n"));
-        await writer.close();
-      } catch {
-        // gone
-      }
-      await child.status;
-      await Promise.all([reading, erring]);
-    },
-  };
+function start(host: SimHost, args: string[]): AgentProcess {
+  return startAgent(host, [Deno.execPath(), "run", "-A", "--no-check", AGENT, ...args]);
 }
 
 Deno.test("a tensor stream across two hosts: exact under reordering, convergent after a restart", async (t) => {
@@ -97,7 +35,7 @@ Deno.test("a tensor stream across two hosts: exact under reordering, convergent 
         // The last messages may still be on their way: ask until nothing is missing. A
         // snapshot equal to the one before it sends no chunk (as in the original), so the
         // receiver has no snapshot of its own there: the agent counts those as "unchanged".
-        let checked: Event | undefined;
+        let checked: AgentEvent | undefined;
         for (let i = 0; i < 50; i++) {
           await receiver!.send({ cmd: "check" });
           checked = await receiver!.next((e) => e.event === "checked", 10_000, "a check");
@@ -127,7 +65,7 @@ Deno.test("a tensor stream across two hosts: exact under reordering, convergent 
             `the first keyframe came ${keyframe.t - subscribed.t} ms after subscribing`,
           );
           await source.next((e) => e.event === "played", 60_000, "phase 2");
-          let checked: Event | undefined;
+          let checked: AgentEvent | undefined;
           for (let i = 0; i < 50; i++) {
             await receiver.send({ cmd: "newest", upTo: 2_000 });
             checked = await receiver.next((e) => e.event === "checked", 10_000, "a check");
