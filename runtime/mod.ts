@@ -43,21 +43,5 @@ export { CallerId, type CallerIdFields, type CallerIdInput } from "../rpc/caller
 export { CallerIdMap } from "../rpc/caller_id_map.ts";
 export type { OverflowPolicy } from "../rpc/_async.ts";
 export type { Scheduler } from "../rpc/scheduler.ts";
-export type {
-  CertificateSource,
-  ChannelSecurity,
-  ConnectChannelOptions,
-  InsecureChannelSecurity,
-  MutualChannelSecurity,
-  PinnedChannelSecurity,
-  ServerCaChannelSecurity,
-} from "../rpc/channel_factory.ts";
-export type {
-  ChannelConnectivity,
-  GrpcCallOptions,
-  GrpcChannel,
-  GrpcChannelOptions,
-  WaitForReadyOptions,
-} from "../rpc/grpc_channel.ts";
-export type { GrpcMethod, GrpcMethodKind, MessageCodec } from "../rpc/grpc_types.ts";
+export type * from "../rpc/_channel_types.ts";
 export type { SynchronizedClock } from "../rpc/synchronized_clock.ts";

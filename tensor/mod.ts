@@ -37,29 +37,12 @@ export type { TensorStreamRequest, TensorStreamService } from "./_tensor_stream_
 // The rpc types in this module's signatures, for users of this entry point alone.
 export type { OverflowPolicy } from "../rpc/_async.ts";
 export { CallerId, type CallerIdFields, type CallerIdInput } from "../rpc/caller_id.ts";
-export type {
-  CertificateSource,
-  ChannelSecurity,
-  InsecureChannelSecurity,
-  MutualChannelSecurity,
-  PinnedChannelSecurity,
-  ServerCaChannelSecurity,
-} from "../rpc/channel_factory.ts";
-export type {
-  ChannelConnectivity,
-  GrpcCallOptions,
-  GrpcChannel,
-  GrpcChannelOptions,
-  WaitForReadyOptions,
-} from "../rpc/grpc_channel.ts";
+export type * from "../rpc/_channel_types.ts";
 export type {
   BidiStreamingHandler,
   GrpcCallContext,
-  GrpcMethod,
-  GrpcMethodKind,
   GrpcPeer,
   GrpcService,
-  MessageCodec,
 } from "../rpc/grpc_types.ts";
 export type { Scheduler } from "../rpc/scheduler.ts";
 export type { SynchronizedClock } from "../rpc/synchronized_clock.ts";
