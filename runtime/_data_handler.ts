@@ -289,7 +289,10 @@ export class DataHandler implements RuntimeDataHandler<unknown, unknown> {
           this.#counts.droppedNoCaller++;
           continue;
         }
-        for (const entry of [...this.#entries.values()]) await this.#push(entry, queued);
+        for (const entry of [...this.#entries.values()]) {
+          const waiting = this.#push(entry, queued);
+          if (waiting !== undefined) await waiting;
+        }
         continue;
       }
       const entry = this.#entries.get(item.callerId);
@@ -309,20 +312,26 @@ export class DataHandler implements RuntimeDataHandler<unknown, unknown> {
       // The string may differ from the canonical key (e.g. in upper case).
       const target = entry ?? this.#entries.get(callerId.toString());
       if (target !== undefined) {
-        await this.#push(target, queued);
+        const waiting = this.#push(target, queued);
+        if (waiting !== undefined) await waiting;
         continue;
       }
       this.#keepForLater(callerId.toString(), queued);
     }
   }
 
-  async #push(entry: Entry, item: Queued): Promise<void> {
+  /** Queues `item` for `entry`; a promise only when the queue makes it wait ("block"). */
+  #push(entry: Entry, item: Queued): Promise<void> | undefined {
+    let queued: boolean | Promise<boolean>;
     try {
-      await entry.queue.push(item);
+      queued = entry.queue.push(item);
     } catch (error) {
       // The "error" policy: the caller side cannot be told at this point.
       this.#onError(error);
+      return undefined;
     }
+    if (queued instanceof Promise) return queued.then(() => {}, (error) => this.#onError(error));
+    return undefined;
   }
 
   #keepForLater(key: string, item: Queued): void {
