@@ -382,6 +382,24 @@ export class SnapshotStore {
     return i < 0 ? undefined : this.timeline.valueAt(i);
   }
 
+  /**
+   * The newest `count` snapshots, oldest first, each as one whole-vector
+   * chunk (a copy) stamped with its synchronised time.
+   */
+  newestChunks(count: number): TensorChunk[] {
+    const timeline = this.timeline;
+    const chunks: TensorChunk[] = [];
+    for (let i = Math.max(0, timeline.length - count); i < timeline.length; i++) {
+      const snapshot = timeline.valueAt(i);
+      chunks.push({
+        timestamp: snapshot.synced,
+        startingIndex: 0,
+        values: snapshot.values.slice(),
+      });
+    }
+    return chunks;
+  }
+
   /** The state at or before `timestamp` (the baseline when there is none); not a copy. */
   stateAtOrBefore(timestamp: number): TensorArray {
     const i = this.timeline.indexAtOrBefore(timestamp);

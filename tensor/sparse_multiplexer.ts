@@ -6,7 +6,7 @@
 
 import type { SynchronizedClock } from "../rpc/synchronized_clock.ts";
 import { allocate, type DType, type TypedArrayByDType } from "./dtype.ts";
-import type { TensorChunkSink } from "./tensor_chunk.ts";
+import type { TensorChunk, TensorChunkSink } from "./tensor_chunk.ts";
 import { DataWindow } from "./_timeline.ts";
 import {
   checkClock,
@@ -201,5 +201,23 @@ export class SparseTensorMultiplexer<D extends DType = DType> {
     checkTimestamp("get the tensor", "timestamp", timestamp);
     const snapshot = this.#policy.store.at(timestamp);
     return snapshot === undefined ? null : snapshot.values.slice() as TypedArrayByDType[D];
+  }
+
+  /**
+   * The newest `count` stored snapshots, oldest first, each as one chunk of
+   * the whole vector (a copy) at its synchronised time: keyframes that bring
+   * a receiver that joined late, or restarted, to the newest state.
+   *
+   * @param count How many snapshots (an integer >= 0).
+   * @returns The chunks.
+   * @throws {RangeError} When `count` is not an integer >= 0.
+   */
+  newestChunks(count: number): TensorChunk<TypedArrayByDType[D]>[] {
+    if (!Number.isSafeInteger(count) || count < 0) {
+      throw new RangeError(
+        `Cannot get the newest snapshots as 'count' must be an integer >= 0: current value is ${count}`,
+      );
+    }
+    return this.#policy.store.newestChunks(count) as TensorChunk<TypedArrayByDType[D]>[];
   }
 }

@@ -185,7 +185,6 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
   /** The stream's name. */
   readonly name: string;
   readonly #dtype: D;
-  readonly #clock: SynchronizedClock;
   readonly #muxer: SparseTensorMultiplexer<D> | CompleteTensorMultiplexer<D>;
   readonly #initializerBytes: Uint8Array;
   readonly #subscribers = new Set<Subscriber>();
@@ -197,11 +196,8 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
   readonly #batchDelayMs: number;
   readonly #lz4MinBytes: number | null;
   readonly #keyframeDepth: number;
-  readonly #windowMicros: number;
   readonly #scheduler: Scheduler;
   #keyframeTimer: unknown;
-  /** Local timestamps of the snapshots held, ascending. */
-  #timestamps: number[] = [];
   #closed = false;
   readonly #counters = { subscriptions: 0, refused: 0, messages: 0, keyframes: 0, resyncs: 0 };
 
@@ -230,7 +226,7 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
     }
     this.#dtype = dtype;
     this.name = checkName(options.name ?? "");
-    this.#clock = options.clock ?? new SystemClock();
+    const clock = options.clock ?? new SystemClock();
     this.#capacity = positive("subscriberCapacityBytes", options.subscriberCapacityBytes, 16 << 20);
     this.#overflow = options.overflow ?? "block";
     if (this.#overflow !== "block" && this.#overflow !== "resync") {
@@ -246,9 +242,8 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
       ? null
       : nonNegative("lz4MinBytes", options.lz4MinBytes, 0);
     this.#keyframeDepth = positive("keyframeDepth", options.keyframeDepth, 1);
-    this.#windowMicros = options.dataTimeoutMicros ?? 60_000_000;
     this.#scheduler = options.scheduler ?? systemScheduler;
-    const state = describeInitialState(initial, this.#clock.now());
+    const state = describeInitialState(initial, clock.now());
     this.initializer = Object.freeze({
       shape: Object.freeze([initial.length]),
       dtype,
@@ -260,7 +255,7 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
     const common = {
       dtype,
       length: initial.length,
-      clock: this.#clock,
+      clock,
       dataTimeoutMicros: options.dataTimeoutMicros,
     };
     this.#muxer = options.sparse === false
@@ -309,7 +304,6 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
       throw new TypeError("Cannot update the tensor stream as it must be open: it is closed");
     }
     await this.#muxer.process(values, timestamp);
-    this.#remember(timestamp);
   }
 
   /**
@@ -505,14 +499,7 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
   }
 
   #keyframeChunks(): TensorChunk[] {
-    const chunks: TensorChunk[] = [];
-    const newest = this.#timestamps.slice(-this.#keyframeDepth);
-    for (const local of newest) {
-      const values = this.#muxer.getTensorAt(local);
-      if (values === null) continue;
-      chunks.push({ timestamp: this.#clock.sync(local), startingIndex: 0, values });
-    }
-    return chunks;
+    return this.#muxer.newestChunks(this.#keyframeDepth);
   }
 
   #fanOut(chunk: TensorChunk): Promise<void> | undefined {
@@ -556,25 +543,6 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
     const wake = subscriber.wake;
     subscriber.wake = undefined;
     wake?.();
-  }
-
-  #remember(timestamp: number): void {
-    const list = this.#timestamps;
-    if (list.length === 0 || timestamp > list[list.length - 1]) list.push(timestamp);
-    else {
-      let lo = 0;
-      let hi = list.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (list[mid] < timestamp) lo = mid + 1;
-        else hi = mid;
-      }
-      if (list[lo] !== timestamp) list.splice(lo, 0, timestamp);
-    }
-    const cutoff = list[list.length - 1] - this.#windowMicros;
-    let expired = 0;
-    while (expired < list.length && list[expired] < cutoff) expired++;
-    if (expired > 0) list.splice(0, expired);
   }
 
   #armKeyframes(interval: number): void {

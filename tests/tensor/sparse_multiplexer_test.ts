@@ -654,3 +654,24 @@ Deno.test("SparseTensorMultiplexer: describes itself", () => {
   assertEquals([muxer.dtype, muxer.length], ["int32", 5]);
   assertEquals(T4 - T3, 10 * SECOND);
 });
+
+Deno.test("newestChunks gives the newest snapshots whole, oldest first, as copies", async () => {
+  const mux = new SparseTensorMultiplexer({ onChunk() {} }, {
+    dtype: "float32",
+    length: 3,
+    clock: { now: () => 0, sync: (t: number) => t + 5, desync: (t: number) => t - 5 },
+  });
+  for (const [t, v] of [[30, 3], [10, 1], [20, 2]] as const) {
+    await mux.process(new Float32Array(3).fill(v), t);
+  }
+  const chunks = mux.newestChunks(2);
+  assertEquals(
+    chunks.map((c) => [c.timestamp, c.startingIndex, [...c.values]]),
+    [[25, 0, [2, 2, 2]], [35, 0, [3, 3, 3]]],
+  );
+  chunks[1].values[0] = 99;
+  assertEquals(mux.getTensorAt(30)?.[0], 3);
+  assertEquals(mux.newestChunks(0), []);
+  assertEquals(mux.newestChunks(10).length, 3);
+  assertThrows(() => mux.newestChunks(-1), RangeError);
+});
