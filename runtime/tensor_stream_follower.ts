@@ -82,14 +82,19 @@ export function TensorStreamFollower(context: RuntimeContext<TensorStreamSample>
       const channel = await context.connectChannel(params.address, params.port, {
         signal: context.signal,
       });
-      subscription = await TensorStreamSubscription.open(channel, {
-        callerId,
-        stream: params.stream ?? "",
-        signal: context.signal,
-        dataTimeoutMicros: params.dataTimeoutMicros,
-        capacity: 64,
-        overflow: "block",
-      });
+      try {
+        subscription = await TensorStreamSubscription.open(channel, {
+          callerId,
+          stream: params.stream ?? "",
+          signal: context.signal,
+          dataTimeoutMicros: params.dataTimeoutMicros,
+          capacity: 64,
+          overflow: "block",
+        });
+      } catch (error) {
+        channel.close(); // the start fails: nothing else will close it
+        throw error;
+      }
       const open = subscription;
       following = (async () => {
         try {
