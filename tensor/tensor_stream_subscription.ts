@@ -180,7 +180,7 @@ export class TensorStreamSubscription<D extends DType = DType> implements AsyncD
         );
       }
       const receiver = new TensorStreamReceiver<D>(initializer, options);
-      return new TensorStreamSubscription<D>(
+      const subscription = new TensorStreamSubscription<D>(
         initializer,
         receiver,
         requests,
@@ -188,6 +188,11 @@ export class TensorStreamSubscription<D extends DType = DType> implements AsyncD
         responses,
         options,
       );
+      // The caller's signal outlives the call: let go of it once the call ends.
+      subscription.done.finally(() => signal?.removeEventListener("abort", onAbort)).catch(
+        () => {},
+      );
+      return subscription;
     } catch (error) {
       signal?.removeEventListener("abort", onAbort);
       requests.close();
