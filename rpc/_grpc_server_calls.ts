@@ -416,6 +416,7 @@ async function writeResponses(
   method: GrpcMethod,
   responses: unknown,
   scope: CallScope,
+  environment: ServerCallEnvironment,
 ): Promise<void> {
   if (!isAsyncIterable(responses)) {
     throw new TypeError(
@@ -434,7 +435,11 @@ async function writeResponses(
         finished = true;
         return;
       }
-      const ok = call.write(toBuffer(method.response.serialize(next.value)));
+      const ok = call.write(
+        method.response.reusesBuffer === true
+          ? new DeferredResponse(method, next.value, environment) as unknown as Buffer
+          : toBuffer(method.response.serialize(next.value)),
+      );
       if (!ok && !call.destroyed) {
         const drained = new Promise<void>((resolve) => {
           const done = () => {
@@ -467,6 +472,41 @@ export const GRPC_JS_TYPE = {
   client_streaming: "clientStream",
   bidi_streaming: "bidi",
 } as const;
+
+/**
+ * A streamed response whose codec reuses its buffer: serialized only when
+ * grpc-js frames it ({@linkcode serializeResponse}), which copies the bytes
+ * before anything else can serialize.
+ */
+class DeferredResponse {
+  readonly #method: GrpcMethod;
+  readonly #value: unknown;
+  readonly #environment: ServerCallEnvironment;
+
+  constructor(method: GrpcMethod, value: unknown, environment: ServerCallEnvironment) {
+    this.#method = method;
+    this.#value = value;
+    this.#environment = environment;
+  }
+
+  serialize(): Buffer {
+    try {
+      return toBuffer(this.#method.response.serialize(this.#value));
+    } catch (error) {
+      // grpc-js answers INTERNAL and ends the call; the sink still hears of it.
+      this.#environment.report(error, this.#method.path);
+      throw error;
+    }
+  }
+}
+
+/**
+ * The response serializer given to grpc-js: bytes pass as they are, a
+ * {@linkcode DeferredResponse} is serialized now.
+ */
+export function serializeResponse(value: Buffer): Buffer {
+  return value instanceof DeferredResponse ? value.serialize() : value;
+}
 
 /** Raw bytes pass through grpc-js untouched; the method's codecs run in the adapter. */
 export function identity(bytes: Buffer): Buffer {
@@ -557,6 +597,8 @@ async function answerOnce(
       );
     }
     bytes = toBuffer(method.response.serialize(response));
+    // grpc-js may frame it later: a buffer the codec reuses is copied now.
+    if (method.response.reusesBuffer === true) bytes = Buffer.from(bytes);
   } catch (error) {
     const status = environment.statusOf(error, scope, method);
     scope.close();
@@ -577,7 +619,7 @@ async function answerStream(
 ): Promise<void> {
   let status: StatusAnswer | undefined;
   try {
-    await writeResponses(call, method, run(input, scope.context), scope);
+    await writeResponses(call, method, run(input, scope.context), scope, environment);
   } catch (error) {
     status = environment.statusOf(error, scope, method);
   }

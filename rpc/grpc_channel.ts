@@ -366,7 +366,7 @@ export class GrpcChannel implements AsyncDisposable {
     if (call.signal?.aborted) return Promise.reject(abortedError(method, call.signal));
     let bytes: Buffer;
     try {
-      bytes = toBuffer(method.request.serialize(request));
+      bytes = serializeRequest(method, request);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -431,7 +431,7 @@ export class GrpcChannel implements AsyncDisposable {
   ): AsyncGenerator<Res, void, undefined> {
     if (this.#closed) throw this.#closedCallError(method);
     if (call.signal?.aborted) throw abortedError(method, call.signal);
-    const bytes = toBuffer(method.request.serialize(request));
+    const bytes = serializeRequest(method, request);
     const live = new LiveCall(this.#calls, call.signal);
     let stream: grpc.ClientReadableStream<Buffer>;
     try {
@@ -1068,7 +1068,7 @@ async function sendRequests<Req>(
         exhausted = true;
         break;
       }
-      const bytes = toBuffer(method.request.serialize(step.value));
+      const bytes = serializeRequest(method, step.value);
       if (live.ended) return;
       if (!stream.write(bytes)) await drained(stream, ended);
     }
@@ -1118,6 +1118,12 @@ function decode<Res>(method: GrpcMethod<unknown, Res>, chunk: Buffer): Res {
       { cause: error },
     );
   }
+}
+
+/** A request's bytes, copied when the codec reuses its buffer (grpc-js may send them later). */
+function serializeRequest<Req>(method: GrpcMethod<Req, unknown>, request: Req): Buffer {
+  const bytes = toBuffer(method.request.serialize(request));
+  return method.request.reusesBuffer === true ? Buffer.from(bytes) : bytes;
 }
 
 function toBuffer(bytes: Uint8Array): Buffer {

@@ -15,6 +15,7 @@ import {
   adaptHandler,
   GRPC_JS_TYPE,
   identity,
+  serializeResponse,
   ServerCallEnvironment,
 } from "./_grpc_server_calls.ts";
 import { show } from "./_show.ts";
@@ -463,7 +464,7 @@ export class GrpcServicePublisher implements AsyncDisposable {
         server.register(
           method.path,
           adaptHandler(method, handlers[key], this.#environment),
-          identity,
+          serializeResponse,
           identity,
           GRPC_JS_TYPE[method.kind],
         );

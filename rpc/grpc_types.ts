@@ -81,6 +81,17 @@ export interface MessageCodec<T> {
    * @throws {Error} When the bytes are not a valid message.
    */
   deserialize(bytes: Uint8Array): T;
+  /**
+   * Whether `serialize` may return a view of a buffer that its next call
+   * overwrites, so that a codec of large messages need not allocate one
+   * buffer per message. A server then serializes each streamed response
+   * only when grpc-js frames it, which copies the bytes at once (a throw
+   * there ends the call with INTERNAL and is reported to the error sink);
+   * unary responses and requests are copied before they are sent.
+   *
+   * @default {false}
+   */
+  readonly reusesBuffer?: boolean;
 }
 
 /** How many messages each side of a method sends. */
