@@ -47,6 +47,10 @@ export interface ChunkPlan {
 
 /** The size of a non-negative safe integer as a varint. */
 export function varintSize(value: number): number {
+  if (value < 0x80) return 1;
+  if (value < 0x4000) return 2;
+  if (value < 0x200000) return 3;
+  if (value < 0x10000000) return 4;
   let size = 1;
   while (value >= 128) {
     value = Math.floor(value / 128);
@@ -62,6 +66,15 @@ export function int64Size(value: number): number {
 
 /** Writes a non-negative safe integer as a varint; returns the new position. */
 export function writeVarint(out: Uint8Array, pos: number, value: number): number {
+  if (value < TWO_POW_32) {
+    // Below 2^32 the bit operators are exact, and much cheaper than division.
+    while (value >= 128) {
+      out[pos++] = (value & 0x7f) | 0x80;
+      value >>>= 7;
+    }
+    out[pos++] = value;
+    return pos;
+  }
   while (value >= 128) {
     out[pos++] = (value % 128) | 0x80;
     value = Math.floor(value / 128);

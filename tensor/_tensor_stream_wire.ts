@@ -69,25 +69,57 @@ const REQUEST_CODEC: MessageCodec<TensorStreamRequest> = {
   },
 };
 
-/** Messages are encoded by {@linkcode encodeStreamMessage} and sent as they are. */
-const BYTES_CODEC: MessageCodec<Uint8Array> = {
-  serialize: (bytes) => bytes,
-  deserialize: (bytes) => bytes,
-};
+/**
+ * A response of `tsercom.TensorStream/Subscribe`: a message's bytes as a
+ * subscriber receives them, or, as a server sends it, the parts of a
+ * message still to be encoded.
+ */
+export type TensorStreamResponse = Uint8Array | TensorStreamMessageParts;
 
-/** `tsercom.TensorStream/Subscribe`, with responses as raw message bytes. */
-export const SUBSCRIBE_METHOD: GrpcMethod<TensorStreamRequest, Uint8Array> = Object.freeze({
-  name: "Subscribe",
-  path: "/tsercom.TensorStream/Subscribe",
-  kind: "bidi_streaming",
-  request: REQUEST_CODEC,
-  response: BYTES_CODEC,
+/**
+ * Messages up to this size are encoded into one buffer reused from message
+ * to message (grpc-js copies each one as it frames it): fresh memory costs
+ * a page fault per 4 KiB on first touch, which is most of the price of a
+ * large message. Larger ones get their own buffer.
+ */
+const SCRATCH_LIMIT = 16 << 20;
+let scratch = new Uint8Array(0);
+
+function scratchOf(size: number): Uint8Array {
+  if (size > SCRATCH_LIMIT) return new Uint8Array(size);
+  if (scratch.byteLength < size) {
+    scratch = new Uint8Array(Math.min(SCRATCH_LIMIT, Math.max(size, scratch.byteLength * 2)));
+  }
+  return scratch.subarray(0, size);
+}
+
+/**
+ * Bytes pass as they are; parts are encoded when grpc-js frames the message,
+ * into the shared scratch buffer (`reusesBuffer`), never into a fresh one.
+ */
+const RESPONSE_CODEC: MessageCodec<TensorStreamResponse> = Object.freeze({
+  serialize: (message: TensorStreamResponse) =>
+    message instanceof Uint8Array ? message : encodeStreamMessage(message, scratchOf),
+  deserialize: (bytes: Uint8Array) => bytes,
+  reusesBuffer: true,
 });
 
-/** The `tsercom.TensorStream` service: one bidirectional method, responses as raw bytes. */
+/** `tsercom.TensorStream/Subscribe`. */
+export const SUBSCRIBE_METHOD: GrpcMethod<TensorStreamRequest, TensorStreamResponse> = Object
+  .freeze({
+    name: "Subscribe",
+    path: "/tsercom.TensorStream/Subscribe",
+    kind: "bidi_streaming",
+    request: REQUEST_CODEC,
+    response: RESPONSE_CODEC,
+  });
+
+/** The `tsercom.TensorStream` service: one bidirectional method. */
 export interface TensorStreamService extends GrpcService {
   /** `Subscribe`. */
-  readonly methods: { readonly Subscribe: GrpcMethod<TensorStreamRequest, Uint8Array> };
+  readonly methods: {
+    readonly Subscribe: GrpcMethod<TensorStreamRequest, TensorStreamResponse>;
+  };
 }
 
 /** The `tsercom.TensorStream` service. */
@@ -107,8 +139,8 @@ const ALIGN_MIN_BYTES = 256;
 /** Field 15, wire type 2: a field no tsercom message uses. */
 const PAD_TAG = 0x7a;
 
-/** What {@linkcode encodeStreamMessage} writes. */
-export interface StreamMessageParts {
+/** The fields of a `tsercom.TensorStreamMessage`, before it is encoded. */
+export interface TensorStreamMessageParts {
   /** The sequence number. */
   sequence: number;
   /** A serialised initializer. */
@@ -126,9 +158,14 @@ export interface StreamMessageParts {
  * the message (LZ4 chunks are compressed first, then copied).
  *
  * @param parts The fields.
+ * @param bufferOf Returns the buffer to write, of exactly the size asked
+ * (its contents need not be zero).
  * @returns The message bytes.
  */
-export function encodeStreamMessage(parts: StreamMessageParts): Uint8Array {
+export function encodeStreamMessage(
+  parts: TensorStreamMessageParts,
+  bufferOf: (size: number) => Uint8Array = (size) => new Uint8Array(size),
+): Uint8Array {
   const { sequence, initializer, chunks = [], lz4MinBytes = null, keyframe = false } = parts;
   const hasUpdate = parts.chunks !== undefined;
   // Each chunk validated and planned once: its wire fields and exact size.
@@ -170,7 +207,7 @@ export function encodeStreamMessage(parts: StreamMessageParts): Uint8Array {
   }
   const total = head + (hasUpdate ? 1 + varintSize(updateSize) + updateSize : 0) +
     (keyframe ? 2 : 0);
-  const out = new Uint8Array(total);
+  const out = bufferOf(total);
   let offset = 0;
   if (sequence > 0) {
     out[offset++] = 0x08;
@@ -190,6 +227,7 @@ export function encodeStreamMessage(parts: StreamMessageParts): Uint8Array {
         // An unknown field (15, length-delimited) of zeros: every reader skips it.
         out[offset++] = PAD_TAG;
         out[offset++] = pads[i] - 2;
+        out.fill(0, offset, offset + pads[i] - 2);
         offset += pads[i] - 2;
       }
       out[offset++] = 0x0a;
@@ -232,7 +270,8 @@ function readVarint(bytes: Uint8Array, at: { offset: number }): number {
  * @returns Its fields.
  * @throws {TensorFormatError} When the bytes are not a well-formed message.
  */
-export function decodeStreamMessage(bytes: Uint8Array): TensorStreamFrame {
+export function decodeStreamMessage(bytes: TensorStreamResponse): TensorStreamFrame {
+  if (!(bytes instanceof Uint8Array)) malformed("a received message must be bytes");
   let sequence = 0;
   let initializer: Uint8Array | undefined;
   let update: Uint8Array | undefined;

@@ -33,7 +33,12 @@ export * from "./tensor_stream_receiver.ts";
 export * from "./tensor_stream_server.ts";
 export * from "./tensor_stream_source.ts";
 export * from "./tensor_stream_subscription.ts";
-export type { TensorStreamRequest, TensorStreamService } from "./_tensor_stream_wire.ts";
+export type {
+  TensorStreamMessageParts,
+  TensorStreamRequest,
+  TensorStreamResponse,
+  TensorStreamService,
+} from "./_tensor_stream_wire.ts";
 // The rpc types in this module's signatures, for users of this entry point alone.
 export type { OverflowPolicy } from "../rpc/_async.ts";
 export { CallerId, type CallerIdFields, type CallerIdInput } from "../rpc/caller_id.ts";

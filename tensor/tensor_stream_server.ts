@@ -22,13 +22,21 @@ import { buildInitialVector, describeInitialState } from "./initial_state.ts";
 import { SparseTensorMultiplexer } from "./sparse_multiplexer.ts";
 import type { TensorChunk, TensorInitializer } from "./tensor_chunk.ts";
 import {
-  encodeStreamMessage,
   TENSOR_STREAM_SERVICE,
+  type TensorStreamMessageParts,
   type TensorStreamRequest,
+  type TensorStreamResponse,
   type TensorStreamService,
 } from "./_tensor_stream_wire.ts";
 
-export type { BidiStreamingHandler, GrpcCallContext, TensorChunk, TensorInitializer };
+export type {
+  BidiStreamingHandler,
+  GrpcCallContext,
+  TensorChunk,
+  TensorInitializer,
+  TensorStreamMessageParts,
+  TensorStreamResponse,
+};
 
 /** What a subscriber's full queue does to new chunks. */
 export type TensorStreamOverflow = "block" | "resync";
@@ -292,7 +300,8 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
    * Records the snapshot at `timestamp` and queues the chunks it needs for
    * every subscriber. Under `"block"` it waits while a subscriber's queue is full.
    *
-   * @param values The whole vector, of the stream's dtype and length.
+   * @param values The whole vector, of the stream's dtype and length. It is
+   *   copied before `update` returns, so a source may reuse one array.
    * @param timestamp Local time in microseconds since the Unix epoch.
    * @returns A promise that resolves once the chunks are queued.
    * @throws {RangeError} (rejection) When the length or timestamp is wrong,
@@ -321,7 +330,7 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
    *
    * @returns The handler, for `GrpcServicePublisher.addService`.
    */
-  handler(): BidiStreamingHandler<TensorStreamRequest, Uint8Array> {
+  handler(): BidiStreamingHandler<TensorStreamRequest, TensorStreamResponse> {
     return (requests, context) => this.#serve(requests, context);
   }
 
@@ -349,7 +358,7 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
   async *#serve(
     requests: AsyncIterable<TensorStreamRequest>,
     context: GrpcCallContext,
-  ): AsyncGenerator<Uint8Array> {
+  ): AsyncGenerator<TensorStreamMessageParts> {
     const iterator = requests[Symbol.asyncIterator]();
     const first = await iterator.next();
     if (first.done) return;
@@ -405,18 +414,19 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
     try {
       let sequence = 0;
       this.#counters.messages++;
-      yield encodeStreamMessage({ sequence: sequence++, initializer: this.#initializerBytes });
+      // Parts, not bytes: each message is encoded as grpc-js sends it, into a reused buffer.
+      yield { sequence: sequence++, initializer: this.#initializerBytes };
       for (;;) {
         const batch = await this.#next(subscriber);
         if (batch === undefined) return;
         this.#counters.messages++;
         if (batch.keyframe) this.#counters.keyframes++;
-        yield encodeStreamMessage({
+        yield {
           sequence: sequence++,
           chunks: batch.chunks,
           lz4MinBytes: this.#lz4MinBytes,
           keyframe: batch.keyframe,
-        });
+        };
       }
     } finally {
       context.signal.removeEventListener("abort", onAbort);

@@ -23,6 +23,7 @@ import {
   decodeStreamMessage,
   SUBSCRIBE_METHOD,
   type TensorStreamRequest,
+  type TensorStreamResponse,
 } from "./_tensor_stream_wire.ts";
 
 export type { GrpcChannel, TensorStreamReceiverOptions };
@@ -115,7 +116,7 @@ export class TensorStreamSubscription<D extends DType = DType> implements AsyncD
     receiver: TensorStreamReceiver<D>,
     requests: AsyncQueue<TensorStreamRequest>,
     abort: AbortController,
-    responses: AsyncIterator<Uint8Array>,
+    responses: AsyncIterator<TensorStreamResponse>,
     options: TensorStreamSubscriptionOptions,
   ) {
     this.initializer = initializer;
@@ -241,7 +242,7 @@ export class TensorStreamSubscription<D extends DType = DType> implements AsyncD
   }
 
   async #run(
-    responses: AsyncIterator<Uint8Array>,
+    responses: AsyncIterator<TensorStreamResponse>,
     options: TensorStreamSubscriptionOptions,
   ): Promise<void> {
     const dtype = this.initializer.dtype as D;

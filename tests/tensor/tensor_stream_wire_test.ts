@@ -77,6 +77,43 @@ Deno.test("TensorStreamMessage codec", async (t) => {
     }
   });
 
+  await t.step("a buffer of leftover bytes encodes the same message as a fresh one", () => {
+    const parts = {
+      sequence: 9,
+      chunks: [
+        { timestamp: 1_700_000_000_000_001, startingIndex: 1, values: new Float64Array(40) },
+      ],
+      keyframe: true,
+    };
+    const fresh = encodeStreamMessage(parts);
+    const dirty = encodeStreamMessage(parts, (size) => new Uint8Array(size).fill(0xee));
+    assert.ok(fresh.includes(0x7a), "the message has a pad field");
+    assert.deepEqual(dirty, fresh);
+  });
+
+  await t.step(
+    "the response codec encodes parts into one reused buffer; bytes pass as they are",
+    () => {
+      const codec = SUBSCRIBE_METHOD.response;
+      assert.equal(codec.reusesBuffer, true);
+      const first = { sequence: 1, chunks: [chunks[1]] };
+      const second = { sequence: 2, chunks: [chunks[0]] };
+      const a = codec.serialize(first);
+      const aCopy = a.slice();
+      assert.deepEqual(aCopy, encodeStreamMessage(first));
+      const b = codec.serialize(second);
+      assert.deepEqual(b, encodeStreamMessage(second));
+      assert.equal(a.buffer, b.buffer, "the second message reuses the first one's buffer");
+      const bytes = Uint8Array.of(8, 1);
+      assert.equal(codec.serialize(bytes), bytes);
+      assert.equal(codec.deserialize(bytes), bytes);
+    },
+  );
+
+  await t.step("a received message that is not bytes is a TensorFormatError", () => {
+    assert.throws(() => decodeStreamMessage({ sequence: 1 }), TensorFormatError);
+  });
+
   await t.step("the request codec round-trips", () => {
     const codec = SUBSCRIBE_METHOD.request;
     const request = { callerId: crypto.randomUUID(), stream: "imu", resync: true };
