@@ -45,9 +45,22 @@ export interface ClockLease {
   readonly clock: SynchronizedClock;
   /** Resolves with the first offset estimate. */
   ready(signal?: AbortSignal): Promise<number>;
-  /** Gives the clock back (the last lease of an endpoint stops its sync). */
+  /** Gives the clock back (the last lease of an endpoint and time port stops its sync). */
   release(): void;
 }
+
+/**
+ * Leases the clock of a caller at `endpoint`; `timeSyncPort` is the port of
+ * the caller's own time server, when it was registered with one.
+ */
+export type LeaseClock = (endpoint: string, timeSyncPort: number | undefined) => ClockLease;
+
+/** Where a caller is, as registered (`timeSyncPort` only when it was given). */
+type CallerLocation = {
+  readonly endpoint: string;
+  readonly port: number;
+  readonly timeSyncPort?: number;
+};
 
 /** Options for {@linkcode DataHandler}. */
 export interface DataHandlerOptions {
@@ -63,8 +76,13 @@ export interface DataHandlerOptions {
   nowMs?: () => number;
   /** This machine's clock, microseconds. @default {new SystemClock()} */
   local?: { now(): number };
-  /** Leases a caller's clock (client role); the default syncs over SNTP. */
-  leaseClock?: (endpoint: string) => ClockLease;
+  /**
+   * Leases a caller's clock. The default: local time for a server runtime;
+   * for a client runtime, SNTP with the caller's endpoint at its own
+   * `timeSyncPort`, else at the configured one (local time with neither),
+   * one client per endpoint and time port, shared by the callers there.
+   */
+  leaseClock?: LeaseClock;
 }
 
 interface Queued {
@@ -94,7 +112,7 @@ export class DataHandler implements RuntimeDataHandler<unknown, unknown> {
   readonly #scheduler: Scheduler;
   readonly #nowMs: () => number;
   readonly #local: { now(): number };
-  readonly #leaseClock: (endpoint: string) => ClockLease;
+  readonly #leaseClock: LeaseClock;
   readonly #entries = new Map<string, Entry>();
   readonly #byAddress = new Map<string, CallerId>();
   #pending: Pending[] = [];
@@ -178,7 +196,8 @@ export class DataHandler implements RuntimeDataHandler<unknown, unknown> {
         }`,
       );
     }
-    const { endpoint, port } = resolveAddress(address);
+    const location = resolveAddress(address);
+    const { endpoint, port, timeSyncPort } = location;
     if (this.#closed) {
       throw new TypeError(
         `Cannot register caller ${callerId} as the runtime must be running: it has stopped`,
@@ -192,17 +211,18 @@ export class DataHandler implements RuntimeDataHandler<unknown, unknown> {
     }
     const existing = this.#entries.get(key);
     if (existing !== undefined) {
-      if (existing.addressKey !== addressKey) {
+      const previous = existing.processor.address;
+      if (existing.addressKey !== addressKey || previous.timeSyncPort !== timeSyncPort) {
         // Lease first: if that throws, the caller stays where it was.
-        if (existing.processor.address.endpoint !== endpoint) {
-          const lease = this.#leaseClock(endpoint);
+        if (previous.endpoint !== endpoint || previous.timeSyncPort !== timeSyncPort) {
+          const lease = this.#leaseClock(endpoint, timeSyncPort);
           existing.lease.release();
           existing.lease = lease;
         }
         this.#byAddress.delete(existing.addressKey);
         this.#byAddress.set(addressKey, callerId);
         existing.addressKey = addressKey;
-        existing.processor.moveTo({ endpoint, port }, existing.lease);
+        existing.processor.moveTo(location, existing.lease);
       }
       return existing.processor;
     }
@@ -214,8 +234,8 @@ export class DataHandler implements RuntimeDataHandler<unknown, unknown> {
       scheduler: this.#scheduler,
       now: this.#nowMs,
     });
-    const lease = this.#leaseClock(endpoint);
-    const processor = new Processor(this, callerId, { endpoint, port }, lease, queue);
+    const lease = this.#leaseClock(endpoint, timeSyncPort);
+    const processor = new Processor(this, callerId, location, lease, queue);
     this.#entries.set(key, { processor, queue, lease, addressKey });
     this.#byAddress.set(addressKey, callerId);
     this.#flushPending(key);
@@ -381,23 +401,27 @@ export class DataHandler implements RuntimeDataHandler<unknown, unknown> {
     this.#retired.push(entry.queue);
   }
 
-  #defaultLease(): (endpoint: string) => ClockLease {
-    const port = this.#config.timeSyncPort;
+  #defaultLease(): LeaseClock {
+    const configured = this.#config.timeSyncPort;
     const local = this.#local;
-    if (this.#config.role === "server" || port === null) {
-      const clock: SynchronizedClock = {
-        now: () => local.now(),
-        sync: (micros) => micros,
-        desync: (micros) => micros,
-      };
-      return () => ({ clock, ready: () => Promise.resolve(0), release() {} });
-    }
+    const clock: SynchronizedClock = {
+      now: () => local.now(),
+      sync: (micros) => micros,
+      desync: (micros) => micros,
+    };
+    const unsynchronized: ClockLease = { clock, ready: () => Promise.resolve(0), release() {} };
+    if (this.#config.role === "server") return () => unsynchronized;
+    // One client per endpoint and time port: callers on one host may each
+    // serve time on a port of their own.
     const clients = new Map<string, { client: TimeSyncClient; leases: number }>();
-    return (endpoint) => {
-      let shared = clients.get(endpoint);
+    return (endpoint, timeSyncPort) => {
+      const port = timeSyncPort ?? configured;
+      if (port === null) return unsynchronized;
+      const key = `${port}|${endpoint}`;
+      let shared = clients.get(key);
       if (shared === undefined) {
         shared = { client: new TimeSyncClient(endpoint, { port, local }), leases: 0 };
-        clients.set(endpoint, shared);
+        clients.set(key, shared);
       }
       shared.leases++;
       const held = shared;
@@ -409,7 +433,7 @@ export class DataHandler implements RuntimeDataHandler<unknown, unknown> {
           if (released) return;
           released = true;
           if (--held.leases === 0) {
-            clients.delete(endpoint);
+            clients.delete(key);
             held.client.close().catch(() => {});
           }
         },
@@ -422,7 +446,7 @@ class Processor implements EndpointDataProcessor<unknown, unknown> {
   readonly #handler: DataHandler;
   readonly callerId: CallerId;
   readonly #id: string;
-  #address: { readonly endpoint: string; readonly port: number };
+  #address: CallerLocation;
   #lease: ClockLease;
   readonly #queue: EventBatchQueue<Queued>;
   #closed = false;
@@ -431,7 +455,7 @@ class Processor implements EndpointDataProcessor<unknown, unknown> {
   constructor(
     handler: DataHandler,
     callerId: CallerId,
-    address: { endpoint: string; port: number },
+    address: CallerLocation,
     lease: ClockLease,
     queue: EventBatchQueue<Queued>,
   ) {
@@ -443,7 +467,7 @@ class Processor implements EndpointDataProcessor<unknown, unknown> {
     this.#queue = queue;
   }
 
-  get address(): { readonly endpoint: string; readonly port: number } {
+  get address(): CallerLocation {
     return this.#address;
   }
 
@@ -455,7 +479,7 @@ class Processor implements EndpointDataProcessor<unknown, unknown> {
     return this.#closed || this.#queue.closed;
   }
 
-  moveTo(address: { endpoint: string; port: number }, lease: ClockLease): void {
+  moveTo(address: CallerLocation, lease: ClockLease): void {
     this.#address = Object.freeze({ ...address });
     this.#lease = lease;
   }
@@ -529,7 +553,7 @@ class Processor implements EndpointDataProcessor<unknown, unknown> {
   }
 }
 
-function resolveAddress(address: CallerAddress): { endpoint: string; port: number } {
+function resolveAddress(address: CallerAddress): CallerLocation {
   if (address === null || typeof address !== "object") {
     throw new TypeError(
       `Cannot register the caller as 'address' must be { endpoint, port } or { peer }: current value is ${
@@ -548,6 +572,14 @@ function resolveAddress(address: CallerAddress): { endpoint: string; port: numbe
     );
   }
   if (hasPeer) {
+    const extra = (address as { timeSyncPort?: unknown }).timeSyncPort;
+    if (extra !== undefined) {
+      throw new TypeError(
+        `Cannot register the caller as 'timeSyncPort' must come with endpoint and port, not with peer: current value is ${
+          show(extra)
+        }`,
+      );
+    }
     const peer = (address as { peer: string }).peer;
     const parsed = typeof peer === "string" ? parsePeer(peer) : undefined;
     if (parsed === undefined || parsed.port === undefined) {
@@ -559,7 +591,11 @@ function resolveAddress(address: CallerAddress): { endpoint: string; port: numbe
     }
     return { endpoint: parsed.address, port: parsed.port };
   }
-  const { endpoint, port } = address as { endpoint: unknown; port: unknown };
+  const { endpoint, port, timeSyncPort } = address as {
+    endpoint: unknown;
+    port: unknown;
+    timeSyncPort?: unknown;
+  };
   if (typeof endpoint !== "string" || endpoint === "") {
     throw new TypeError(
       `Cannot register the caller as 'endpoint' must be a non-empty string: current value is ${
@@ -574,5 +610,16 @@ function resolveAddress(address: CallerAddress): { endpoint: string; port: numbe
       }`,
     );
   }
-  return { endpoint, port: port as number };
+  if (timeSyncPort === undefined) return { endpoint, port: port as number };
+  if (
+    !Number.isSafeInteger(timeSyncPort) || (timeSyncPort as number) < 1 ||
+    (timeSyncPort as number) > 65_535
+  ) {
+    throw new TypeError(
+      `Cannot register the caller as 'timeSyncPort' must be an integer in 1..65535: current value is ${
+        show(timeSyncPort)
+      }`,
+    );
+  }
+  return { endpoint, port: port as number, timeSyncPort: timeSyncPort as number };
 }

@@ -99,7 +99,8 @@ export interface RuntimeConfigOptions {
    * registered caller's endpoint at this UDP port, and converts timestamps
    * with the measured offset; a server runtime serves time on it (port 0
    * picks a free port). `null` keeps every clock at offset 0 (the
-   * original's testing mode).
+   * original's testing mode), except for callers registered with a
+   * `timeSyncPort` of their own.
    *
    * @default {null}
    */

@@ -16,10 +16,40 @@ import type { RuntimeRole } from "./runtime_config.ts";
 export type { CallerId, RuntimeRole, SynchronizedClock };
 
 /**
- * Where a caller is: an endpoint and port, or the peer string of a gRPC
- * call (`"ipv4:10.0.0.5:50000"`, `"ipv6:[::1]:50000"`).
+ * Where a caller is: an endpoint and port (and, optionally, the port of the
+ * caller's own time server), or the peer string of a gRPC call
+ * (`"ipv4:10.0.0.5:50000"`, `"ipv6:[::1]:50000"`).
+ *
+ * @example A caller that serves time on a port of its own
+ * ```ts
+ * import type { CallerAddress } from "@tsercom/tsercom/runtime";
+ *
+ * // Several data sources on one host, each serving SNTP on its own port
+ * // (say, one it advertised in an mDNS TXT record): registered with
+ * // `context.dataHandler.registerCaller(callerId, address)`, each caller's
+ * // clock follows its own time server, even with `timeSyncPort: null`.
+ * const address: CallerAddress = { endpoint: "10.0.0.5", port: 50051, timeSyncPort: 12345 };
+ * ```
  */
-export type CallerAddress = { endpoint: string; port: number } | { peer: string };
+export type CallerAddress = {
+  /** The caller's address. */
+  endpoint: string;
+  /** The caller's port, 0..65535. */
+  port: number;
+  /**
+   * The UDP port of this caller's time server, when it is not the runtime's
+   * configured `timeSyncPort` (e.g. one the caller advertised): an integer
+   * in 1..65535. It makes a client runtime synchronise this caller's clock
+   * (at `endpoint`, this port) even when the configured `timeSyncPort` is
+   * null. Ignored by server runtimes, whose callers' clocks read local time.
+   *
+   * @default {undefined} (the runtime's configured `timeSyncPort`)
+   */
+  timeSyncPort?: number;
+} | {
+  /** The peer string of a gRPC call. */
+  peer: string;
+};
 
 /**
  * One event as a runtime sees it.
@@ -69,8 +99,15 @@ export interface ProcessorEventsOptions {
 export interface EndpointDataProcessor<D, E> extends AsyncIterable<RuntimeEvent<E>[]> {
   /** The caller. */
   readonly callerId: CallerId;
-  /** Where the caller is, as registered. */
-  readonly address: { readonly endpoint: string; readonly port: number };
+  /**
+   * Where the caller is, as registered (`timeSyncPort` only when the caller
+   * was registered with one).
+   */
+  readonly address: {
+    readonly endpoint: string;
+    readonly port: number;
+    readonly timeSyncPort?: number;
+  };
   /**
    * The caller's clock: a client runtime's is synchronised with the
    * caller's time server (offset 0 until the first estimate); a server
@@ -145,9 +182,12 @@ export interface RuntimeEventStats {
  * Registers the callers of a runtime (`context.dataHandler`).
  *
  * A client runtime's caller clocks are synchronised with each caller's time
- * server when `timeSyncPort` is configured (one SNTP client per endpoint,
- * shared by the callers there); a server runtime's clock is local time, and
- * with `timeSyncPort` it serves time.
+ * server at the caller's endpoint: at the caller's own `timeSyncPort` when it
+ * was registered with one, else at the configured `timeSyncPort` (with
+ * neither, the clock keeps offset 0). One SNTP client per endpoint and time
+ * port is shared by the callers there, and closed with the last of them. A
+ * server runtime's clock is local time, and with `timeSyncPort` it serves
+ * time.
  *
  * Fixes of the original: events for a caller that registers a moment later
  * are kept for it (bounded, with a time limit) instead of being dropped;
@@ -167,7 +207,8 @@ export interface RuntimeDataHandler<D, E> {
   readonly stats: RuntimeEventStats;
   /**
    * Registers a caller at an address. Registering the same id again returns
-   * the same processor, moved to the new address if it changed.
+   * the same processor, moved to the new address (or time port) if it
+   * changed.
    *
    * @param callerId The caller.
    * @param address Where it is.

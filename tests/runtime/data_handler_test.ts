@@ -300,6 +300,174 @@ Deno.test("DataHandler registerCaller identity", async (t) => {
   });
 });
 
+/** A lease factory (clocks at offset 0) recording "endpoint@timeSyncPort" per lease and release. */
+function portLeases() {
+  const leased: string[] = [];
+  const released: string[] = [];
+  const inner = offsetLeases(0).leaseClock;
+  function leaseClock(endpoint: string, timeSyncPort?: number): ClockLease {
+    const name = `${endpoint}@${timeSyncPort ?? "configured"}`;
+    leased.push(name);
+    return {
+      ...inner(endpoint),
+      release: () => {
+        released.push(name);
+      },
+    };
+  }
+  return { leaseClock, leased, released };
+}
+
+Deno.test("DataHandler registerCaller timeSyncPort", async (t) => {
+  await t.step("a caller's timeSyncPort is in its address and passed to the lease", () => {
+    const leases = portLeases();
+    const { handler } = setup({ leaseClock: leases.leaseClock });
+    const processor = handler.registerCaller(A, {
+      endpoint: "127.0.0.1",
+      port: 5000,
+      timeSyncPort: 12_345,
+    });
+    assertEquals(processor.address, { endpoint: "127.0.0.1", port: 5000, timeSyncPort: 12_345 });
+    assertEquals(leases.leased, ["127.0.0.1@12345"]);
+    assertEquals(handler.checkForCallerId("127.0.0.1", 5000)?.toString(), A.toString());
+  });
+
+  await t.step("a caller without timeSyncPort has none in its address", () => {
+    const leases = portLeases();
+    const { handler } = setup({ leaseClock: leases.leaseClock });
+    const processor = handler.registerCaller(A, { endpoint: "127.0.0.1", port: 5000 });
+    assertEquals(processor.address, { endpoint: "127.0.0.1", port: 5000 });
+    assert(!("timeSyncPort" in processor.address));
+    assertEquals(leases.leased, ["127.0.0.1@configured"]);
+  });
+
+  await t.step("the timeSyncPort does not make a held address free for another caller", () => {
+    const { handler } = setup();
+    handler.registerCaller(A, { endpoint: "127.0.0.1", port: 5000, timeSyncPort: 1_230 });
+    const error = assertThrows(
+      () => handler.registerCaller(B, { endpoint: "127.0.0.1", port: 5000, timeSyncPort: 1_231 }),
+      CallerRegistrationError,
+    );
+    assert(error.holder.equals(A));
+    assertEquals(error.address, { endpoint: "127.0.0.1", port: 5000 });
+  });
+
+  for (const value of [0, 70_000, 1.5, "80", -1, Number.NaN]) {
+    const shown = typeof value === "string" ? JSON.stringify(value) : String(value);
+    await t.step(`throws TypeError for timeSyncPort ${shown} and registers nothing`, () => {
+      const leases = portLeases();
+      const { handler } = setup({ leaseClock: leases.leaseClock });
+      const error = assertThrows(
+        () =>
+          handler.registerCaller(A, {
+            endpoint: "127.0.0.1",
+            port: 5000,
+            timeSyncPort: value as number,
+          }),
+        TypeError,
+      );
+      assertEquals(
+        error.message,
+        `Cannot register the caller as 'timeSyncPort' must be an integer in 1..65535: current value is ${shown}`,
+      );
+      assertEquals(handler.callers, []);
+      assertEquals(handler.checkForCallerId("127.0.0.1", 5000), undefined);
+      assertEquals(leases.leased, []);
+    });
+  }
+
+  await t.step(
+    "throws TypeError for a timeSyncPort given with a peer, and registers nothing",
+    () => {
+      const leases = portLeases();
+      const { handler } = setup({ leaseClock: leases.leaseClock });
+      const address = { peer: "ipv4:127.0.0.1:5000", timeSyncPort: 12_345 };
+      assertThrows(
+        () => handler.registerCaller(A, address),
+        TypeError,
+        "'timeSyncPort' must come with endpoint and port, not with peer: current value is 12345",
+      );
+      assertEquals(handler.callers, []);
+      assertEquals(leases.leased, []);
+    },
+  );
+
+  await t.step(
+    "a bad timeSyncPort when registering again leaves the caller where it was",
+    () => {
+      const leases = portLeases();
+      const { handler } = setup({ leaseClock: leases.leaseClock });
+      const processor = handler.registerCaller(A, {
+        endpoint: "127.0.0.1",
+        port: 5000,
+        timeSyncPort: 1_230,
+      });
+      assertThrows(
+        () => handler.registerCaller(A, { endpoint: "127.0.0.1", port: 5001, timeSyncPort: 0 }),
+        TypeError,
+        "'timeSyncPort' must be an integer in 1..65535: current value is 0",
+      );
+      assertEquals(processor.address, { endpoint: "127.0.0.1", port: 5000, timeSyncPort: 1_230 });
+      assertEquals(handler.checkForCallerId("127.0.0.1", 5000)?.toString(), A.toString());
+      assertEquals(leases.leased, ["127.0.0.1@1230"]);
+      assertEquals(leases.released, []);
+    },
+  );
+
+  await t.step(
+    "registering again with another timeSyncPort leases a clock there and releases the old",
+    () => {
+      const leases = portLeases();
+      const { handler } = setup({ leaseClock: leases.leaseClock });
+      const processor = handler.registerCaller(A, {
+        endpoint: "127.0.0.1",
+        port: 5000,
+        timeSyncPort: 1_230,
+      });
+      const again = handler.registerCaller(A, {
+        endpoint: "127.0.0.1",
+        port: 5000,
+        timeSyncPort: 1_231,
+      });
+      assert(again === processor);
+      assertEquals(processor.address, { endpoint: "127.0.0.1", port: 5000, timeSyncPort: 1_231 });
+      assertEquals(leases.leased, ["127.0.0.1@1230", "127.0.0.1@1231"]);
+      assertEquals(leases.released, ["127.0.0.1@1230"]);
+      handler.registerCaller(A, { endpoint: "127.0.0.1", port: 5000 });
+      assertEquals(processor.address, { endpoint: "127.0.0.1", port: 5000 });
+      assertEquals(leases.leased, ["127.0.0.1@1230", "127.0.0.1@1231", "127.0.0.1@configured"]);
+      assertEquals(leases.released, ["127.0.0.1@1230", "127.0.0.1@1231"]);
+    },
+  );
+
+  await t.step("registering again with the same timeSyncPort keeps the lease", () => {
+    const leases = portLeases();
+    const { handler } = setup({ leaseClock: leases.leaseClock });
+    handler.registerCaller(A, { endpoint: "127.0.0.1", port: 5000, timeSyncPort: 1_230 });
+    const processor = handler.registerCaller(A, {
+      endpoint: "127.0.0.1",
+      port: 5001,
+      timeSyncPort: 1_230,
+    });
+    assertEquals(processor.address, { endpoint: "127.0.0.1", port: 5001, timeSyncPort: 1_230 });
+    assertEquals(leases.leased, ["127.0.0.1@1230"]);
+    assertEquals(leases.released, []);
+  });
+
+  await t.step("a server runtime's caller with a timeSyncPort gets an identity clock", async () => {
+    const { handler } = setup({ config: { role: "server" } });
+    const processor = handler.registerCaller(A, {
+      endpoint: "127.0.0.1",
+      port: 5000,
+      timeSyncPort: 1_230,
+    });
+    assertEquals(processor.address, { endpoint: "127.0.0.1", port: 5000, timeSyncPort: 1_230 });
+    assertEquals(processor.clock.sync(T0 + 3), T0 + 3);
+    assertEquals(processor.desynchronize(T0 + 3), T0 + 3);
+    assertEquals(await processor.clockReady(), 0);
+  });
+});
+
 // ---------------------------------------------------------------------------
 // Events
 // ---------------------------------------------------------------------------
@@ -953,6 +1121,277 @@ Deno.test("DataHandler clock sync of a client runtime", async (t) => {
     } finally {
       await handler.close();
       await server.close();
+    }
+  });
+});
+
+/** How far (µs) a loopback SNTP estimate may be from the server's known offset. */
+const LOOPBACK_TOLERANCE = 50_000;
+
+/**
+ * Two loopback time servers on ephemeral ports, `ahead` 2.5 s ahead of this
+ * machine's clock and `behind` 1.5 s behind it, and a client handler with
+ * `timeSyncPort: null` on the system clock; all closed after `body`.
+ */
+async function withTwoTimeServers(
+  body: (
+    servers: { ahead: TimeSyncServer; behind: TimeSyncServer },
+    handler: DataHandler,
+    system: SystemClock,
+  ) => Promise<void>,
+): Promise<void> {
+  const system = new SystemClock();
+  const ahead = new TimeSyncServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    clock: { now: () => system.now() + 2_500_000 },
+  });
+  const behind = new TimeSyncServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    clock: { now: () => system.now() - 1_500_000 },
+  });
+  const handler = new DataHandler({
+    config: createRuntimeConfig({ role: "client", timeSyncPort: null }),
+    sink: () => {},
+    onError: () => {},
+  });
+  try {
+    await body({ ahead, behind }, handler, system);
+  } finally {
+    await handler.close();
+    await ahead.close();
+    await behind.close();
+  }
+}
+
+/** Asserts that `actual` is within the loopback tolerance of `expected`. */
+function assertNear(actual: number, expected: number, what: string): void {
+  assert(
+    Math.abs(actual - expected) < LOOPBACK_TOLERANCE,
+    `${what}: ${actual}, expected ${expected} ± ${LOOPBACK_TOLERANCE}`,
+  );
+}
+
+Deno.test("DataHandler per-caller time sync port of a client runtime", async (t) => {
+  await t.step(
+    "callers at one endpoint follow the time servers at their own timeSyncPorts",
+    async () => {
+      await withTwoTimeServers(async ({ ahead, behind }, handler, system) => {
+        const a = handler.registerCaller(A, {
+          endpoint: "127.0.0.1",
+          port: 1,
+          timeSyncPort: ahead.port,
+        });
+        const b = handler.registerCaller(B, {
+          endpoint: "127.0.0.1",
+          port: 2,
+          timeSyncPort: behind.port,
+        });
+        const signal = AbortSignal.timeout(5_000);
+        const [offsetA, offsetB] = await Promise.all([
+          a.clockReady({ signal }),
+          b.clockReady({ signal }),
+        ]);
+        assertNear(offsetA, 2_500_000, "offset of A");
+        assertNear(offsetB, -1_500_000, "offset of B");
+        assert(a.clock !== b.clock);
+        const now = system.now();
+        assertNear(a.clock.sync(now), now + 2_500_000, "A's sync");
+        assertNear(b.clock.sync(now), now - 1_500_000, "B's sync");
+        assertNear(a.desynchronize(now + 2_500_000), now, "A's desynchronize");
+        assertNear(b.desynchronize(now - 1_500_000), now, "B's desynchronize");
+      });
+    },
+  );
+
+  await t.step(
+    "events and synchronised data convert through the caller's own time server",
+    async () => {
+      const sunk: SinkItem[] = [];
+      const system = new SystemClock();
+      const ahead = new TimeSyncServer({
+        hostname: "127.0.0.1",
+        port: 0,
+        clock: { now: () => system.now() + 2_500_000 },
+      });
+      const handler = new DataHandler({
+        config: createRuntimeConfig({ role: "client", timeSyncPort: null }),
+        sink: (item) => {
+          sunk.push(item);
+        },
+        onError: () => {},
+      });
+      try {
+        const processor = handler.registerCaller(A, {
+          endpoint: "127.0.0.1",
+          port: 1,
+          timeSyncPort: ahead.port,
+        });
+        const offset = await processor.clockReady({ signal: AbortSignal.timeout(5_000) });
+        const events = reader(processor);
+        await handler.deliver([{ value: "e", callerId: A.toString(), timestamp: T0 }]);
+        const batch = await nextBatch(events);
+        assertEquals(batch?.length, 1);
+        assertNear(batch![0].timestamp, T0 + offset, "event timestamp");
+        assertNear(batch![0].timestamp, T0 + 2_500_000, "event timestamp");
+        processor.processData("d", T0 + 2_500_000, { domain: "synchronized" });
+        assertEquals(sunk.length, 1);
+        assertNear(sunk[0].timestamp, T0, "stored local timestamp");
+      } finally {
+        await handler.close();
+        await ahead.close();
+      }
+    },
+  );
+
+  await t.step("two callers at one endpoint and time port share one clock", async () => {
+    await withTwoTimeServers(async ({ ahead, behind }, handler) => {
+      const a = handler.registerCaller(A, {
+        endpoint: "127.0.0.1",
+        port: 1,
+        timeSyncPort: ahead.port,
+      });
+      const c = handler.registerCaller(C, {
+        endpoint: "127.0.0.1",
+        port: 3,
+        timeSyncPort: ahead.port,
+      });
+      const b = handler.registerCaller(B, {
+        endpoint: "127.0.0.1",
+        port: 2,
+        timeSyncPort: behind.port,
+      });
+      assert(a.clock === c.clock, "A and C share the client of the ahead server");
+      assert(a.clock !== b.clock, "B has the client of the behind server");
+      const signal = AbortSignal.timeout(5_000);
+      assertEquals(await a.clockReady({ signal }), await c.clockReady({ signal }));
+    });
+  });
+
+  await t.step("unregistering one of two sharing callers keeps the other's clock", async () => {
+    await withTwoTimeServers(async ({ ahead }, handler, system) => {
+      const a = handler.registerCaller(A, {
+        endpoint: "127.0.0.1",
+        port: 1,
+        timeSyncPort: ahead.port,
+      });
+      const c = handler.registerCaller(C, {
+        endpoint: "127.0.0.1",
+        port: 3,
+        timeSyncPort: ahead.port,
+      });
+      const shared = c.clock;
+      assertEquals(handler.unregisterCaller(A), true);
+      assertEquals(a.closed, true);
+      const offset = await c.clockReady({ signal: AbortSignal.timeout(5_000) });
+      assertNear(offset, 2_500_000, "offset of C");
+      const now = system.now();
+      assertNear(c.clock.sync(now), now + 2_500_000, "C's sync");
+      // The client is still the shared one: a new caller there gets it too.
+      const b = handler.registerCaller(B, {
+        endpoint: "127.0.0.1",
+        port: 2,
+        timeSyncPort: ahead.port,
+      });
+      assert(b.clock === shared);
+      assert(c.clock === shared);
+    });
+  });
+
+  await t.step(
+    "unregistering the last caller of a time port closes its client; the next gets a new one",
+    async () => {
+      await withTwoTimeServers(async ({ ahead }, handler) => {
+        const a = handler.registerCaller(A, {
+          endpoint: "127.0.0.1",
+          port: 1,
+          timeSyncPort: ahead.port,
+        });
+        const c = handler.registerCaller(C, {
+          endpoint: "127.0.0.1",
+          port: 3,
+          timeSyncPort: ahead.port,
+        });
+        const signal = AbortSignal.timeout(5_000);
+        await a.clockReady({ signal });
+        const old = a.clock;
+        assertEquals(handler.unregisterCaller(A), true);
+        assertEquals(handler.unregisterCaller(C), true);
+        assertEquals(handler.callers, []);
+        assertEquals(c.closed, true);
+        const fresh = handler.registerCaller(A, {
+          endpoint: "127.0.0.1",
+          port: 1,
+          timeSyncPort: ahead.port,
+        });
+        assert(fresh.clock !== old, "a new client after the last lease was released");
+        assertNear(await fresh.clockReady({ signal }), 2_500_000, "offset of the new client");
+      });
+    },
+  );
+
+  await t.step(
+    "a caller without timeSyncPort keeps offset 0 when the configured one is null",
+    async () => {
+      await withTwoTimeServers(async ({ ahead }, handler) => {
+        const synced = handler.registerCaller(A, {
+          endpoint: "127.0.0.1",
+          port: 1,
+          timeSyncPort: ahead.port,
+        });
+        const plainCaller = handler.registerCaller(B, { endpoint: "127.0.0.1", port: 2 });
+        assertNear(
+          await synced.clockReady({ signal: AbortSignal.timeout(5_000) }),
+          2_500_000,
+          "offset of A",
+        );
+        assertEquals(await plainCaller.clockReady(), 0);
+        assertEquals(plainCaller.clock.sync(T0), T0);
+        assertEquals(plainCaller.desynchronize(T0), T0);
+        assert(plainCaller.clock !== synced.clock);
+      });
+    },
+  );
+
+  await t.step("a caller's timeSyncPort takes precedence over the configured one", async () => {
+    const system = new SystemClock();
+    const ahead = new TimeSyncServer({
+      hostname: "127.0.0.1",
+      port: 0,
+      clock: { now: () => system.now() + 2_500_000 },
+    });
+    const behind = new TimeSyncServer({
+      hostname: "127.0.0.1",
+      port: 0,
+      clock: { now: () => system.now() - 1_500_000 },
+    });
+    const handler = new DataHandler({
+      config: createRuntimeConfig({ role: "client", timeSyncPort: ahead.port }),
+      sink: () => {},
+      onError: () => {},
+    });
+    try {
+      const configured = handler.registerCaller(A, { endpoint: "127.0.0.1", port: 1 });
+      const own = handler.registerCaller(B, {
+        endpoint: "127.0.0.1",
+        port: 2,
+        timeSyncPort: behind.port,
+      });
+      const explicit = handler.registerCaller(C, {
+        endpoint: "127.0.0.1",
+        port: 3,
+        timeSyncPort: ahead.port,
+      });
+      const signal = AbortSignal.timeout(5_000);
+      assertNear(await configured.clockReady({ signal }), 2_500_000, "offset of A");
+      assertNear(await own.clockReady({ signal }), -1_500_000, "offset of B");
+      // Naming the configured port explicitly is the same endpoint and time port.
+      assert(explicit.clock === configured.clock);
+    } finally {
+      await handler.close();
+      await ahead.close();
+      await behind.close();
     }
   });
 });
