@@ -30,6 +30,7 @@ export * from "./tensor_chunk.ts";
 export * from "./tensor_demuxer.ts";
 export * from "./tensor_format_error.ts";
 export * from "./tensor_stream_receiver.ts";
+export * from "./tensor_stream_router.ts";
 export * from "./tensor_stream_server.ts";
 export * from "./tensor_stream_source.ts";
 export * from "./tensor_stream_subscription.ts";
