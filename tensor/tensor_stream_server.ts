@@ -308,11 +308,13 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
    * or the timestamp is older than the window (`StaleDataError`).
    * @throws {TypeError} (rejection) After {@linkcode TensorStreamServer.close}.
    */
-  async update(values: TypedArrayByDType[D], timestamp: number): Promise<void> {
+  update(values: TypedArrayByDType[D], timestamp: number): Promise<void> {
     if (this.#closed) {
-      throw new TypeError("Cannot update the tensor stream as it must be open: it is closed");
+      return Promise.reject(
+        new TypeError("Cannot update the tensor stream as it must be open: it is closed"),
+      );
     }
-    await this.#muxer.process(values, timestamp);
+    return this.#muxer.process(values, timestamp);
   }
 
   /**
