@@ -129,6 +129,23 @@ const nodeArgs = [
   "--sandbox",
   sandbox,
 ];
+if (sandbox === "netns") {
+  // The namespace has no route out: fetch every module the sandboxed part
+  // and its Workers import (npm packages included) before going in.
+  const modules = ["./_demo_node.ts", "./sensor_source.ts", "./sensor_aggregator.ts"]
+    .concat("../runtime/_worker_main.ts")
+    .map((path) => new URL(path, import.meta.url).pathname);
+  const cached = await new Deno.Command(Deno.execPath(), {
+    args: ["cache", "--quiet", ...modules],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!cached.success) {
+    console.error(new TextDecoder().decode(cached.stderr));
+    fail("could not fetch the demo's modules before entering the sandbox");
+  }
+}
 const command = [...prefix, Deno.execPath(), ...nodeArgs];
 const child = new Deno.Command(command[0], {
   args: command.slice(1),
