@@ -22,12 +22,20 @@ export interface StreamSourceParams {
   steps: [number, number[]][];
   /** The address to serve on. */
   hostname: string;
+  /** The source's window, microseconds (the server's default when absent). */
+  dataTimeoutMicros?: number;
+  /**
+   * After the steps: a late snapshot to submit; the done report says how it
+   * went (`"accepted"` or the error's name).
+   */
+  late?: [number, number[]];
 }
 
 /**
  * Serves a float32 TensorStream on `params.hostname`, reports `{ port }`,
- * waits for a subscriber, submits `params.steps` in order, then reports
- * `{ done: n }`.
+ * waits for a subscriber, submits `params.steps` in order (then
+ * `params.late`), then reports `{ done: n, held, late }`: `held` says for
+ * each step's timestamp whether the source still holds a snapshot there.
  */
 export const StreamSource: RuntimeInitializer<unknown> = (context) => {
   const params = context.params as StreamSourceParams;
@@ -39,6 +47,7 @@ export const StreamSource: RuntimeInitializer<unknown> = (context) => {
     dtype: "float32",
     sparse: params.sparse,
     keyframeIntervalMs: null,
+    dataTimeoutMicros: params.dataTimeoutMicros,
   });
   const publisher = new GrpcServicePublisher({ addresses: params.hostname, port: 0 });
   publisher.addService(TensorStreamServer.service, { Subscribe: server.handler() });
@@ -56,7 +65,15 @@ export const StreamSource: RuntimeInitializer<unknown> = (context) => {
         for (const [timestamp, values] of params.steps) {
           await server.update(Float32Array.from(values), timestamp);
         }
-        await report({ done: params.steps.length });
+        let late: string | undefined;
+        if (params.late !== undefined) {
+          late = await server.update(Float32Array.from(params.late[1]), params.late[0]).then(
+            () => "accepted",
+            (error) => (error as Error).name,
+          );
+        }
+        const held = params.steps.map(([timestamp]) => server.getTensorAt(timestamp) !== null);
+        await report({ done: params.steps.length, held, late });
       })().catch((error) => context.reportError(error));
     },
     async stop() {

@@ -18,8 +18,12 @@ import { STREAM_SCENARIOS } from "./_stream_scenarios.ts";
 
 const SOURCE = import.meta.resolve("./_stream_runtimes.ts");
 
-/** Waits for the next new item of `id` that `match` accepts. */
-async function report<T>(handle: RuntimeHandle, id: CallerId, key: string): Promise<T> {
+/** Waits for the next new item of `id` that has `key`; returns that item's value. */
+async function reportOf(
+  handle: RuntimeHandle,
+  id: CallerId,
+  key: string,
+): Promise<Record<string, unknown>> {
   for (;;) {
     await handle.dataAggregator.waitForNewData({
       callerId: id,
@@ -27,9 +31,14 @@ async function report<T>(handle: RuntimeHandle, id: CallerId, key: string): Prom
     });
     for (const item of handle.dataAggregator.getNewData(id)) {
       const value = item.value as Record<string, unknown>;
-      if (key in value) return value[key] as T;
+      if (key in value) return value;
     }
   }
+}
+
+/** Waits for the next new item of `id` that has `key`; returns `value[key]`. */
+async function report<T>(handle: RuntimeHandle, id: CallerId, key: string): Promise<T> {
+  return (await reportOf(handle, id, key))[key] as T;
 }
 
 /** Streams `steps` from a source Worker to a follower Worker; returns what the follower rebuilt. */
@@ -99,4 +108,61 @@ Deno.test("§6.10 between two Workers over gRPC", async (t) => {
       });
     }
   }
+});
+
+Deno.test("§6.10 6. between two Workers: a snapshot out of the window is gone, a late one refused", async () => {
+  // A 0.1 s window on both ends. Expiry follows the data's timestamps, not the wall clock.
+  const base = Date.now() * 1000;
+  const t0 = base;
+  const t1 = base + 10_000_000;
+  await using sources = new RuntimeManager();
+  await using followers = new RuntimeManager();
+  const reporter = CallerId.random();
+  const params: StreamSourceParams = {
+    reporter: reporter.toString(),
+    length: 2,
+    sparse: false,
+    steps: [[t0, [1, 1]], [t1, [2, 2]]],
+    hostname: "127.0.0.1",
+    dataTimeoutMicros: 100_000,
+    late: [t0 + 1, [3, 3]],
+  };
+  const source = sources.register({ module: SOURCE, export: "StreamSource", params }, {
+    role: "server",
+  });
+  await sources.start();
+  const port = await report<number>(source, reporter, "port");
+  const follower = CallerId.random();
+  const handle = followers.register(
+    tensorStreamFollower({
+      address: "127.0.0.1",
+      port,
+      callerId: follower.toString(),
+      dataTimeoutMicros: 100_000,
+    }),
+    { role: "client", dataTimeoutMicros: 100_000 },
+  );
+  await followers.start();
+  const done = await reportOf(source, reporter, "done");
+  // The source no longer holds T0, still holds T1, and refuses a snapshot older than its window.
+  assert.deepEqual(done.held, [false, true]);
+  assert.equal(done.late, "StaleDataError");
+  // The follower's aggregator ends with T1 exact and T0 pruned from the same window.
+  const aggregator = handle.dataAggregator;
+  const at = (t: number) => {
+    if (aggregator.callerIds.length === 0) return null;
+    const item = aggregator.getDataForTimestamp(t, follower);
+    return item?.timestamp === t
+      ? [...((item.value as TensorStreamSample).values as Float32Array)]
+      : null;
+  };
+  for (let i = 0; i < 500 && JSON.stringify(at(t1)) !== "[2,2]"; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.deepEqual(at(t1), [2, 2]);
+  assert.equal(at(t0), null);
+  await handle.stop();
+  await sources.shutdown();
+  sources.watcher.checkForException();
+  followers.watcher.checkForException();
 });
