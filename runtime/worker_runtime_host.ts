@@ -735,9 +735,11 @@ export class WorkerRuntimeHost implements AsyncDisposable {
 
   #fail(error: Error): void {
     if (this.#isDead()) return;
-    this.#watcher.report(error, this.#source);
-    this.#shutdown(error);
+    // Failed and shut down before the watcher hears of it: a listener that
+    // reacts (stops, shuts down) must find the host failed, not running.
     this.#state = "failed";
+    this.#shutdown(error);
+    this.#watcher.report(error, this.#source);
   }
 
   #shutdown(error: unknown): void {

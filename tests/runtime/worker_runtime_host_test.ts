@@ -194,6 +194,23 @@ Deno.test("WorkerRuntimeHost", async (t) => {
     assert.equal(host.state, "failed");
   });
 
+  await t.step("the watcher hears of a crash only once the host is failed", async () => {
+    const watcher = new ErrorWatcher();
+    await using host = await spawn("Exits", { how: "close" }, { watcher });
+    const states: string[] = [];
+    // A listener that reacts at once (as an agent that restarts its runtime does).
+    watcher.addListener(() => {
+      states.push(host.state);
+      host.stop().catch((error) => states.push(`stop: ${(error as Error).name}`));
+    });
+    await host.start();
+    await assert.rejects(watcher.untilException({ timeoutMs: 5_000 }), WorkerCrashedError);
+    await Promise.resolve();
+    assert.deepEqual(states, ["failed", "stop: TypeError"]);
+    // The stop refused by a failed host is not a second error.
+    assert.equal(watcher.errors.length, 1);
+  });
+
   await t.step("a hung worker is reported as a WorkerHungError", async () => {
     const watcher = new ErrorWatcher();
     await using host = await spawn("BusyLoops", { ms: 3_000 }, {
