@@ -80,10 +80,11 @@ class Peer {
 
 const peers = new Map<string, Peer>();
 const manager = new RuntimeManager();
-manager.watcher.addListener((error) => {
+manager.watcher.addListener(({ error, source }) => {
+  const what = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   send({
     type: "error",
-    message: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+    message: source === undefined ? what : `${source}: ${what}`,
     at: Date.now(),
   });
 });
