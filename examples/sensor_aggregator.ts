@@ -116,6 +116,8 @@ export function SensorAggregator(context: RuntimeContext<SensorData>): Runtime {
       stream: "imu",
       signal: opening.signal,
       dataTimeoutMicros: 2_000_000,
+      // The source sends keyframes every second: three seconds of silence is a dead link.
+      idleTimeoutMs: 3_000,
       smoothing: {
         strategy: new LinearInterpolationStrategy(),
         outputIntervalMicros: IMU_OUTPUT_MICROS,
@@ -129,6 +131,7 @@ export function SensorAggregator(context: RuntimeContext<SensorData>): Runtime {
       stream: "depth",
       signal: opening.signal,
       dataTimeoutMicros: 2_000_000,
+      idleTimeoutMs: 3_000,
     });
     clearTimeout(deadline);
     await state("streaming", offset, issued.toString());

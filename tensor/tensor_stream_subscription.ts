@@ -9,6 +9,7 @@
 
 import { CallerId } from "../rpc/caller_id.ts";
 import type { GrpcChannel } from "../rpc/grpc_channel.ts";
+import { type Scheduler, systemScheduler } from "../rpc/scheduler.ts";
 import { AsyncQueue } from "../rpc/_async.ts";
 import { show } from "../rpc/_show.ts";
 import { decodeInitializer, decodeUpdate } from "./chunk_codec.ts";
@@ -50,6 +51,22 @@ export interface TensorStreamSubscriptionOptions extends TensorStreamReceiverOpt
    * @default {268435456}
    */
   maxDecompressedBytes?: number;
+  /**
+   * Ends the subscription with a {@linkcode TensorStreamIdleError} when no
+   * message arrives for this many milliseconds: a link that died silently
+   * is otherwise noticed only when TCP gives up, minutes later. A
+   * `TensorStreamServer` sends keyframes every `keyframeIntervalMs`, so a
+   * few of those intervals is a good value; `null` waits for ever.
+   *
+   * @default {null}
+   */
+  idleTimeoutMs?: number | null;
+  /**
+   * The timer of `idleTimeoutMs`.
+   *
+   * @default {systemScheduler}
+   */
+  scheduler?: Scheduler;
 }
 
 /** Counts of a {@linkcode TensorStreamSubscription}. */
@@ -62,6 +79,25 @@ export interface TensorStreamSubscriptionCounters {
   readonly keyframes: number;
   /** Sequence gaps seen (each one asked for keyframes). */
   readonly gaps: number;
+}
+
+/** No message came from the source for `idleTimeoutMs`: the link is taken for dead. */
+export class TensorStreamIdleError extends Error {
+  /** The silence that ended the subscription, in milliseconds. */
+  readonly idleTimeoutMs: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param idleTimeoutMs The silence, in milliseconds.
+   */
+  constructor(idleTimeoutMs: number) {
+    super(
+      `The tensor stream ended as no message came from the source for ${idleTimeoutMs} ms (idleTimeoutMs)`,
+    );
+    this.name = "TensorStreamIdleError";
+    this.idleTimeoutMs = idleTimeoutMs;
+  }
 }
 
 /** The server sent something this subscription cannot use. */
@@ -102,8 +138,9 @@ export class TensorStreamSubscription<D extends DType = DType> implements AsyncD
   readonly receiver: TensorStreamReceiver<D>;
   /**
    * Resolves when the server ends the stream; rejects with the call's
-   * error (a `GrpcStatusError`), a {@linkcode TensorStreamProtocolError}, or
-   * the abort reason. It never rejects unhandled.
+   * error (a `GrpcStatusError`), a {@linkcode TensorStreamProtocolError}, a
+   * {@linkcode TensorStreamIdleError}, or the abort reason. It never rejects
+   * unhandled.
    */
   readonly done: Promise<void>;
   readonly #requests: AsyncQueue<TensorStreamRequest>;
@@ -138,15 +175,23 @@ export class TensorStreamSubscription<D extends DType = DType> implements AsyncD
    * @throws {TensorStreamProtocolError} (rejection) When the first message
    * is not a valid initializer.
    * @throws {TypeError} When `callerId` is not a CallerId.
+   * @throws {RangeError} When `idleTimeoutMs` is not a positive integer or null.
    */
   static async open<D extends DType = DType>(
     channel: GrpcChannel,
     options: TensorStreamSubscriptionOptions,
   ): Promise<TensorStreamSubscription<D>> {
-    const { callerId, stream = "", signal } = options;
+    const { callerId, stream = "", signal, idleTimeoutMs = null } = options;
     if (!(callerId instanceof CallerId)) {
       throw new TypeError(
         `Cannot subscribe as 'callerId' must be a CallerId: current value is ${show(callerId)}`,
+      );
+    }
+    if (idleTimeoutMs !== null && (!Number.isSafeInteger(idleTimeoutMs) || idleTimeoutMs < 1)) {
+      throw new RangeError(
+        `Cannot subscribe as 'idleTimeoutMs' must be an integer >= 1 or null: current value is ${
+          show(idleTimeoutMs)
+        }`,
       );
     }
     const abort = new AbortController();
@@ -248,8 +293,20 @@ export class TensorStreamSubscription<D extends DType = DType> implements AsyncD
     const dtype = this.initializer.dtype as D;
     const tensorLength = this.initializer.shape.reduce((a, b) => a * b, 1);
     const decodeOptions = { tensorLength, maxDecompressedBytes: options.maxDecompressedBytes };
+    const idleMs = options.idleTimeoutMs ?? null;
+    const scheduler = options.scheduler ?? systemScheduler;
+    let idle: unknown;
+    const arm = () => {
+      if (idleMs === null) return;
+      if (idle !== undefined) scheduler.clearTimeout(idle);
+      idle = scheduler.setTimeout(() => {
+        idle = undefined;
+        this.#abort.abort(new TensorStreamIdleError(idleMs));
+      }, idleMs);
+    };
     try {
       for (;;) {
+        arm();
         const next = await responses.next();
         if (next.done) return;
         this.#counters.messages++;
@@ -278,7 +335,12 @@ export class TensorStreamSubscription<D extends DType = DType> implements AsyncD
         await this.receiver.receiveUpdate(chunks);
         this.#counters.chunks += chunks.length;
       }
+    } catch (error) {
+      // The call was cancelled for silence: say so, not "cancelled".
+      const reason = this.#abort.signal.reason;
+      throw reason instanceof TensorStreamIdleError ? reason : error;
     } finally {
+      if (idle !== undefined) scheduler.clearTimeout(idle);
       this.#requests.close();
       await this.receiver.close();
     }

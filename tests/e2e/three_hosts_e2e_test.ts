@@ -21,11 +21,11 @@
  *
  * What the test relies on, and why:
  *
- * - The aggregator marks a source failed when its stream carries no message
- *   for {@linkcode IDLE_MS} (the source sends keyframes every second). Nothing
- *   in the library notices a silent link — channels have no keepalive — and
- *   TCP rides out a 3 s outage, so without that watchdog the aggregator
- *   would neither lose nor reconnect A: its frames would just come late.
+ * - The aggregator's subscriptions end when no message comes for
+ *   {@linkcode IDLE_MS} (`idleTimeoutMs`; the source sends keyframes every
+ *   second), and it then marks the source failed. TCP rides out a 3 s
+ *   outage, so without it the aggregator would neither lose nor reconnect
+ *   A: its frames would just come late.
  * - After `ip link set eth0 up`, A's multicast route is restored: the kernel
  *   deletes it with the link, and mDNS sends by the routing table (Deno has
  *   no `IP_MULTICAST_IF`), so a source restarted afterwards would be mute.

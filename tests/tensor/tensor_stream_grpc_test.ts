@@ -16,7 +16,10 @@ import {
   TensorStreamServer,
   type TensorStreamServerOptions,
 } from "../../tensor/tensor_stream_server.ts";
-import { TensorStreamSubscription } from "../../tensor/tensor_stream_subscription.ts";
+import {
+  TensorStreamIdleError,
+  TensorStreamSubscription,
+} from "../../tensor/tensor_stream_subscription.ts";
 import { SUBSCRIBE_METHOD } from "../../tensor/_tensor_stream_wire.ts";
 import { STREAM_SCENARIOS } from "./_stream_scenarios.ts";
 
@@ -300,5 +303,56 @@ Deno.test("closing the server ends every subscription; closing a subscription fr
     await sub.close();
     await until(() => r.server.subscribers === 0, "the server to forget it");
     await assert.rejects(sub.done);
+  });
+});
+
+Deno.test("idleTimeoutMs ends a silent subscription and is reset by every message", async (t) => {
+  await t.step(
+    "a source that sends nothing for idleTimeoutMs ends it with TensorStreamIdleError",
+    async () => {
+      await using r = await rig(new Float32Array(2));
+      const scheduler = new ManualScheduler();
+      const sub = await subscribe(r.channel, { idleTimeoutMs: 1_000, scheduler, capacity: 8 });
+      assert.equal(scheduler.pending, 1);
+      scheduler.advance(999);
+      assert.equal(scheduler.pending, 1, "still waiting just before the timeout");
+      scheduler.advance(1);
+      await assert.rejects(sub.done, (error: unknown) => {
+        assert.ok(error instanceof TensorStreamIdleError, String(error));
+        assert.equal(error.idleTimeoutMs, 1_000);
+        return true;
+      });
+      assert.equal(scheduler.pending, 0);
+    },
+  );
+
+  await t.step("each message starts the wait again", async () => {
+    await using r = await rig(new Float32Array(2));
+    const scheduler = new ManualScheduler();
+    await using sub = await subscribe(r.channel, { idleTimeoutMs: 1_000, scheduler, capacity: 8 });
+    let ended = false;
+    sub.done.then(() => ended = true, () => ended = true);
+    scheduler.advance(900);
+    await r.server.update(Float32Array.of(1, 2), BASE + 1);
+    await until(() => sub.receiver.getTensorAt(BASE + 1) !== null, "the update");
+    scheduler.advance(900); // 1,800 ms since the subscription, 900 since the last message
+    await r.server.update(Float32Array.of(3, 4), BASE + 2);
+    await until(() => sub.receiver.getTensorAt(BASE + 2) !== null, "the second update");
+    assert.equal(ended, false);
+    assert.deepEqual([...sub.receiver.getTensorAt(BASE + 2)!], [3, 4]);
+  });
+
+  await t.step("without idleTimeoutMs no timer is set; a bad value is refused", async () => {
+    await using r = await rig(new Float32Array(2));
+    const scheduler = new ManualScheduler();
+    await using _sub = await subscribe(r.channel, { scheduler, capacity: 8 });
+    assert.equal(scheduler.pending, 0);
+    for (const bad of [0, -1, 1.5, Number.NaN]) {
+      await assert.rejects(
+        subscribe(r.channel, { idleTimeoutMs: bad }),
+        RangeError,
+        `idleTimeoutMs ${bad}`,
+      );
+    }
   });
 });
