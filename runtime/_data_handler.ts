@@ -9,7 +9,8 @@
 
 import { CallerId } from "../rpc/caller_id.ts";
 import { parsePeer } from "../rpc/_parse_peer.ts";
-import { type Scheduler, systemScheduler } from "../rpc/scheduler.ts";
+import { MAX_DELAY_MS, type Scheduler, systemScheduler } from "../rpc/scheduler.ts";
+import { deadline } from "../rpc/_async.ts";
 import type { SynchronizedClock } from "../rpc/synchronized_clock.ts";
 import { SystemClock } from "../rpc/system_clock.ts";
 import { TimeSyncClient } from "../rpc/time_sync_client.ts";
@@ -428,7 +429,12 @@ export class DataHandler implements RuntimeDataHandler<unknown, unknown> {
       let released = false;
       return {
         clock: held.client.clock,
-        ready: (signal) => held.client.getOffset({ signal }),
+        // After the start burst: its best sample, not the first one, which a
+        // peer busy with a handshake can answer tens of milliseconds late.
+        ready: async (signal) => {
+          await deadline(held.client.ready, MAX_DELAY_MS, { signal });
+          return held.client.getOffset({ signal });
+        },
         release() {
           if (released) return;
           released = true;

@@ -137,8 +137,9 @@ export interface EndpointDataProcessor<D, E> extends AsyncIterable<RuntimeEvent<
    */
   desynchronize(synchronizedMicros: number): number;
   /**
-   * Resolves once the caller's clock has its first offset estimate (at once
-   * without network time sync).
+   * Resolves once the caller's clock has its first offset estimate, from
+   * the start burst of SNTP queries (about 0.2 s; at once without network
+   * time sync).
    *
    * @param options `signal` to give up waiting.
    * @returns A promise of the offset, in microseconds.

@@ -29,10 +29,11 @@
  * - After `ip link set eth0 up`, A's multicast route is restored: the kernel
  *   deletes it with the link, and mDNS sends by the routing table (Deno has
  *   no `IP_MULTICAST_IF`), so a source restarted afterwards would be mute.
- * - `clockReady` resolves at the first SNTP sample, which can be off by tens
- *   of milliseconds when the source is busy with the handshake; local times
- *   are held to {@linkcode LOCAL_TOLERANCE_MICROS} once the clock settled
- *   ({@linkcode SETTLE_MS} after the sync), and reported before.
+ * - `clockReady` resolves after the SNTP start burst (its first sample
+ *   alone was up to 31 ms off while the source was busy with the
+ *   handshake). Local times are held to {@linkcode LOCAL_TOLERANCE_MICROS}
+ *   from the sync on; the figures show the first {@linkcode SETTLE_MS}
+ *   apart.
  *
  * Set `TSERCOM_E2E_DUMP=<file>` to write every agent event there (JSON).
  *
@@ -420,8 +421,8 @@ Deno.test("three hosts: discovery, exact streams, link loss, restarts and no sil
               firstSecond: errors.settling / 1_000,
             };
             assert(
-              errors.settled < LOCAL_TOLERANCE_MICROS,
-              `${spec.name}: local time off by ${errors.settled} µs`,
+              Math.max(errors.settled, errors.settling) < LOCAL_TOLERANCE_MICROS,
+              `${spec.name}: local time off by ${Math.max(errors.settled, errors.settling)} µs`,
             );
           }
         },
@@ -595,8 +596,8 @@ Deno.test("three hosts: discovery, exact streams, link loss, restarts and no sil
             assertEquals(result.silent, [], `${spec.name}: lost outside any reported outage`);
             assertEquals(result.received + result.dropped, result.sent);
             assert(
-              errors.settled < LOCAL_TOLERANCE_MICROS,
-              `${spec.name}: local time off by ${errors.settled} µs once settled`,
+              Math.max(errors.settled, errors.settling) < LOCAL_TOLERANCE_MICROS,
+              `${spec.name}: local time off by ${Math.max(errors.settled, errors.settling)} µs`,
             );
             // A went through three outages (link, restart, crash), B through one (crash).
             assertEquals(result.outages.length, spec === specA ? 3 : 1);
