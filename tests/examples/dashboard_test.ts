@@ -10,9 +10,8 @@
  * @module
  */
 
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
 import type { Page } from "playwright-core";
+import { type ProbeGlobal, screenshotPath, withChromium } from "./_chromium.ts";
 import { type Dashboard, startDashboard } from "../../examples/_dashboard.ts";
 import type { DemoEvent, PeerState, PeerSummary } from "../../examples/_demo_protocol.ts";
 import { assert, assertEquals, assertRejects } from "../_assert.ts";
@@ -644,39 +643,6 @@ Deno.test("the dashboard server", async (t) => {
 // The page, in a real headless Chromium
 // ---------------------------------------------------------------------------
 
-const CHROMIUM = "/usr/bin/chromium";
-
-/** What app.js exposes for tests on `window.__dashboard`. */
-interface DashboardProbe {
-  peers(): string[];
-  rows(): Record<string, string>[];
-  points(peerId: string): number;
-  depthFrames(peerId: string): number;
-  received(): number;
-  ignored(): number;
-}
-
-type ProbeGlobal = typeof globalThis & { __dashboard?: DashboardProbe };
-
-/** Where the screenshot goes. */
-function screenshotPath(): string {
-  const dir = Deno.env.get("TSERCOM_SCREENSHOT_DIR");
-  if (dir) return `${dir.replace(/\/+$/, "")}/dashboard.png`;
-  return fileURLToPath(new URL("./out/dashboard.png", import.meta.url));
-}
-
-async function assertChromiumInstalled(): Promise<void> {
-  try {
-    await Deno.stat(CHROMIUM);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    throw new Error(
-      `The dashboard's browser test needs Chromium at ${CHROMIUM}, which is missing: ` +
-        "install Debian's `chromium` package (`apt-get install -y chromium`).",
-    );
-  }
-}
-
 /** Waits until `predicate` holds in the page; on timeout, says what and shows the page's state. */
 async function waitForPage<A>(
   page: Page,
@@ -709,141 +675,132 @@ async function waitForPage<A>(
 }
 
 Deno.test("the dashboard page plots a simulated demo in headless Chromium", async () => {
-  await assertChromiumInstalled();
   const simulation = simulateDemo(12);
-  const profile = await Deno.makeTempDir({ prefix: "tsercom-dashboard-chromium-" });
   let dashboard: Dashboard | undefined;
-  let context: Awaited<ReturnType<typeof chromium.launchPersistentContext>> | undefined;
   try {
     dashboard = await startDashboard({ port: 0 });
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 20_000,
-      viewport: { width: 1280, height: 900 },
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
-    });
-    // The page may only talk to the dashboard: anything else is refused and recorded.
-    const origin = new URL(dashboard.url).origin;
-    const foreign: string[] = [];
-    await context.route("**/*", (route) => {
-      const url = route.request().url();
-      if (new URL(url).origin === origin) return route.continue();
-      foreign.push(url);
-      return route.abort();
-    });
-    const page = context.pages()[0] ?? await context.newPage();
-    const pageErrors: string[] = [];
-    page.on("pageerror", (error) => pageErrors.push(String(error)));
-    page.on("console", (message) => {
-      if (message.type() === "error") pageErrors.push(message.text());
-    });
+    const served = dashboard;
+    await withChromium({ width: 1280, height: 900 }, async (context) => {
+      const dashboard = served;
+      // The page may only talk to the dashboard: anything else is refused and recorded.
+      const origin = new URL(dashboard.url).origin;
+      const foreign: string[] = [];
+      await context.route("**/*", (route) => {
+        const url = route.request().url();
+        if (new URL(url).origin === origin) return route.continue();
+        foreign.push(url);
+        return route.abort();
+      });
+      const page = context.pages()[0] ?? await context.newPage();
+      const pageErrors: string[] = [];
+      page.on("pageerror", (error) => pageErrors.push(String(error)));
+      page.on("console", (message) => {
+        if (message.type() === "error") pageErrors.push(message.text());
+      });
 
-    const response = await page.goto(dashboard.url, { waitUntil: "load" });
-    assertEquals(response?.status(), 200);
-    assertEquals(await page.title(), "tsercom live");
-    await within(dashboard.waitForClients(1), 10_000, "the page's event stream");
-    assertEquals(dashboard.clients, 1);
+      const response = await page.goto(dashboard.url, { waitUntil: "load" });
+      assertEquals(response?.status(), 200);
+      assertEquals(await page.title(), "tsercom live");
+      await within(dashboard.waitForClients(1), 10_000, "the page's event stream");
+      assertEquals(dashboard.clients, 1);
 
-    // Publish tick by tick, letting the event loop (and so the socket) run in between.
-    let tick = 0;
-    for (const { tick: at, event } of simulation) {
-      if (at !== tick) {
-        tick = at;
-        await macrotask();
+      // Publish tick by tick, letting the event loop (and so the socket) run in between.
+      let tick = 0;
+      for (const { tick: at, event } of simulation) {
+        if (at !== tick) {
+          tick = at;
+          await macrotask();
+        }
+        dashboard.publish(event);
       }
-      dashboard.publish(event);
-    }
-    assertEquals(dashboard.dropped, 0);
+      assertEquals(dashboard.dropped, 0);
 
-    const [one, two] = SIMULATED_PEERS;
-    await waitForPage(page, "every event", (n) => {
-      return (globalThis as ProbeGlobal).__dashboard?.received() === n;
-    }, simulation.length);
-    await waitForPage(page, "both peers", (names) => {
-      return JSON.stringify((globalThis as ProbeGlobal).__dashboard?.peers()) ===
-        JSON.stringify(names);
-    }, [one.name, two.name]);
-    await waitForPage(page, "sensor-2 lost", (id) => {
-      return (globalThis as ProbeGlobal).__dashboard?.rows().find((row) => row.id === id)
-        ?.state === "lost";
-    }, two.id);
-    for (const peer of SIMULATED_PEERS) {
-      const expected = expectedPoints(simulation, peer.id);
-      assertEquals(expected, 2001); // 10 s at 200 Hz, both ends included
-      await waitForPage(page, `${expected} IMU points for ${peer.name}`, ([id, n]) => {
-        return (globalThis as ProbeGlobal).__dashboard?.points(id as string) === n;
-      }, [peer.id, expected] as const);
-      await waitForPage(page, `a depth frame for ${peer.name}`, (id) => {
-        return ((globalThis as ProbeGlobal).__dashboard?.depthFrames(id) ?? 0) > 0;
-      }, peer.id);
-    }
+      const [one, two] = SIMULATED_PEERS;
+      await waitForPage(page, "every event", (n) => {
+        return (globalThis as ProbeGlobal).__dashboard?.received() === n;
+      }, simulation.length);
+      await waitForPage(page, "both peers", (names) => {
+        return JSON.stringify((globalThis as ProbeGlobal).__dashboard?.peers()) ===
+          JSON.stringify(names);
+      }, [one.name, two.name]);
+      await waitForPage(page, "sensor-2 lost", (id) => {
+        return (globalThis as ProbeGlobal).__dashboard?.rows().find((row) => row.id === id)
+          ?.state === "lost";
+      }, two.id);
+      for (const peer of SIMULATED_PEERS) {
+        const expected = expectedPoints(simulation, peer.id);
+        assertEquals(expected, 2001); // 10 s at 200 Hz, both ends included
+        await waitForPage(page, `${expected} IMU points for ${peer.name}`, ([id, n]) => {
+          return (globalThis as ProbeGlobal).__dashboard?.points(id as string) === n;
+        }, [peer.id, expected] as const);
+        await waitForPage(page, `a depth frame for ${peer.name}`, (id) => {
+          return ((globalThis as ProbeGlobal).__dashboard?.depthFrames(id) ?? 0) > 0;
+        }, peer.id);
+      }
 
-    const rows = await page.evaluate(() => (globalThis as ProbeGlobal).__dashboard!.rows());
-    const updates = (id: string) =>
-      String(simulation.filter(({ event }) => "peer" in event && event.peer === id).length);
-    assertEquals(rows, [
-      {
-        id: one.id,
-        name: "sensor-1",
-        state: "streaming",
-        address: "10.77.0.2:50051",
-        offset: "1.23",
-        imuHz: "200",
-        depthHz: "2",
-        latency: "3.4",
-        updates: updates(one.id),
-        resyncs: "0",
-      },
-      {
-        id: two.id,
-        name: "sensor-2",
-        state: "lost",
-        address: "10.77.0.3:50052",
-        offset: "-0.57",
-        imuHz: "0",
-        depthHz: "0",
-        latency: "—",
-        updates: updates(two.id),
-        resyncs: "1",
-      },
-    ]);
-    assertEquals(await page.evaluate(() => (globalThis as ProbeGlobal).__dashboard!.ignored()), 0);
-
-    // The DOM the brief promises: a chart and a depth canvas per peer.
-    for (const peer of SIMULATED_PEERS) {
-      const chart = page.locator(`.imu-chart[data-peer="${peer.id}"]`);
-      assertEquals(await chart.count(), 1);
-      assertEquals(await chart.locator("canvas").count(), 1, "uPlot drew into the container");
-      const depthCanvas = page.locator(`canvas.depth-frame[data-peer="${peer.id}"]`);
-      assertEquals(await depthCanvas.count(), 1);
+      const rows = await page.evaluate(() => (globalThis as ProbeGlobal).__dashboard!.rows());
+      const updates = (id: string) =>
+        String(simulation.filter(({ event }) => "peer" in event && event.peer === id).length);
+      assertEquals(rows, [
+        {
+          id: one.id,
+          name: "sensor-1",
+          state: "streaming",
+          address: "10.77.0.2:50051",
+          offset: "1.23",
+          imuHz: "200",
+          depthHz: "2",
+          latency: "3.4",
+          updates: updates(one.id),
+          resyncs: "0",
+        },
+        {
+          id: two.id,
+          name: "sensor-2",
+          state: "lost",
+          address: "10.77.0.3:50052",
+          offset: "-0.57",
+          imuHz: "0",
+          depthHz: "0",
+          latency: "—",
+          updates: updates(two.id),
+          resyncs: "1",
+        },
+      ]);
       assertEquals(
-        await depthCanvas.evaluate((
-          c,
-        ) => [(c as unknown as { width: number }).width, c.clientWidth]),
-        [64, 192],
+        await page.evaluate(() => (globalThis as ProbeGlobal).__dashboard!.ignored()),
+        0,
       );
-    }
-    assertEquals(await page.locator("#sandbox").textContent(), "netns (private network namespace)");
 
-    const path = screenshotPath();
-    await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
-    await page.screenshot({ path, fullPage: true });
-    const { size } = await Deno.stat(path);
-    assert(size > 10 * 1024, `the screenshot ${path} has only ${size} bytes`);
+      // The DOM the brief promises: a chart and a depth canvas per peer.
+      for (const peer of SIMULATED_PEERS) {
+        const chart = page.locator(`.imu-chart[data-peer="${peer.id}"]`);
+        assertEquals(await chart.count(), 1);
+        assertEquals(await chart.locator("canvas").count(), 1, "uPlot drew into the container");
+        const depthCanvas = page.locator(`canvas.depth-frame[data-peer="${peer.id}"]`);
+        assertEquals(await depthCanvas.count(), 1);
+        assertEquals(
+          await depthCanvas.evaluate((
+            c,
+          ) => [(c as unknown as { width: number }).width, c.clientWidth]),
+          [64, 192],
+        );
+      }
+      assertEquals(
+        await page.locator("#sandbox").textContent(),
+        "netns (private network namespace)",
+      );
 
-    assertEquals(foreign, [], "requests that did not go to the dashboard");
-    assertEquals(pageErrors, [], "errors in the page");
+      const path = screenshotPath("dashboard.png");
+      await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+      await page.screenshot({ path, fullPage: true });
+      const { size } = await Deno.stat(path);
+      assert(size > 10 * 1024, `the screenshot ${path} has only ${size} bytes`);
+
+      assertEquals(foreign, [], "requests that did not go to the dashboard");
+      assertEquals(pageErrors, [], "errors in the page");
+    });
   } finally {
-    await context?.close();
     await dashboard?.close();
-    await Deno.remove(profile, { recursive: true });
   }
 });

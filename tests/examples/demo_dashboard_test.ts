@@ -9,33 +9,11 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { type ProbeGlobal, screenshotPath, withChromium } from "./_chromium.ts";
 
 const DEMO = fileURLToPath(new URL("../../examples/demo.ts", import.meta.url));
-const CHROMIUM = "/usr/bin/chromium";
-
-interface Probe {
-  peers(): string[];
-  rows(): Record<string, string>[];
-  points(peerId: string): number;
-  depthFrames(peerId: string): number;
-}
-type ProbeGlobal = typeof globalThis & { __dashboard?: Probe };
-
-function screenshotPath(): string {
-  const dir = Deno.env.get("TSERCOM_SCREENSHOT_DIR");
-  if (dir) return `${dir.replace(/\/+$/, "")}/demo_dashboard.png`;
-  return fileURLToPath(new URL("./out/demo_dashboard.png", import.meta.url));
-}
 
 Deno.test("the demo's dashboard lists the live peers and plots them in Chromium", async () => {
-  try {
-    await Deno.stat(CHROMIUM);
-  } catch {
-    throw new Error(
-      `This test needs Chromium at ${CHROMIUM}: install Debian's \`chromium\` package.`,
-    );
-  }
   const demo = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -68,60 +46,44 @@ Deno.test("the demo's dashboard lists the live peers and plots them in Chromium"
     }
     return stdout.match(pattern)!;
   };
-  const profile = await Deno.makeTempDir({ prefix: "tsercom-demo-chromium-" });
-  let browser: Awaited<ReturnType<typeof chromium.launchPersistentContext>> | undefined;
   try {
     const url = (await readUntil(/dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/))[1];
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 20_000,
-      viewport: { width: 1280, height: 1100 },
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
+    await withChromium({ width: 1280, height: 1100 }, async (browser) => {
+      const page = browser.pages()[0] ?? await browser.newPage();
+      const errors: string[] = [];
+      page.on("pageerror", (error) => errors.push(String(error)));
+      await page.goto(url, { waitUntil: "load" });
+      // Both peers listed and streaming.
+      await page.waitForFunction(
+        () => {
+          const rows = (globalThis as ProbeGlobal).__dashboard?.rows() ?? [];
+          return rows.length === 2 && rows.every((row) => row.state === "streaming");
+        },
+        undefined,
+        { timeout: 20_000, polling: 100 },
+      ).catch(async (error) => {
+        const state = await page.evaluate(() => (globalThis as ProbeGlobal).__dashboard?.rows());
+        throw new Error(`The page shows ${JSON.stringify(state)}\n${stdout}`, { cause: error });
+      });
+      const rows = await page.evaluate(() => (globalThis as ProbeGlobal).__dashboard!.rows());
+      assert.deepEqual(rows.map((row) => row.name ?? row.peer).sort(), ["sensor-1", "sensor-2"]);
+      // Two seconds of smoothed IMU (100 Hz) in each chart, and depth frames drawn.
+      const ids = rows.map((row) => row.id);
+      await page.waitForFunction(
+        (ids: string[]) => {
+          const probe = (globalThis as ProbeGlobal).__dashboard!;
+          return ids.every((id) => probe.points(id) >= 200 && probe.depthFrames(id) >= 2);
+        },
+        ids,
+        { timeout: 20_000, polling: 100 },
+      );
+      const path = screenshotPath("demo_dashboard.png");
+      await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+      await page.screenshot({ path, fullPage: true });
+      assert.ok((await Deno.stat(path)).size > 10 * 1024, `the screenshot ${path} is too small`);
+      assert.deepEqual(errors, []);
     });
-    const page = browser.pages()[0] ?? await browser.newPage();
-    const errors: string[] = [];
-    page.on("pageerror", (error) => errors.push(String(error)));
-    await page.goto(url, { waitUntil: "load" });
-    // Both peers listed and streaming.
-    await page.waitForFunction(
-      () => {
-        const rows = (globalThis as ProbeGlobal).__dashboard?.rows() ?? [];
-        return rows.length === 2 && rows.every((row) => row.state === "streaming");
-      },
-      undefined,
-      { timeout: 20_000, polling: 100 },
-    ).catch(async (error) => {
-      const state = await page.evaluate(() => (globalThis as ProbeGlobal).__dashboard?.rows());
-      throw new Error(`The page shows ${JSON.stringify(state)}\n${stdout}`, { cause: error });
-    });
-    const rows = await page.evaluate(() => (globalThis as ProbeGlobal).__dashboard!.rows());
-    assert.deepEqual(rows.map((row) => row.name ?? row.peer).sort(), ["sensor-1", "sensor-2"]);
-    // Two seconds of smoothed IMU (100 Hz) in each chart, and depth frames drawn.
-    const ids = rows.map((row) => row.id);
-    await page.waitForFunction(
-      (ids: string[]) => {
-        const probe = (globalThis as ProbeGlobal).__dashboard!;
-        return ids.every((id) => probe.points(id) >= 200 && probe.depthFrames(id) >= 2);
-      },
-      ids,
-      { timeout: 20_000, polling: 100 },
-    );
-    const path = screenshotPath();
-    await Deno.mkdir(new URL(".", `file://${path}`), { recursive: true });
-    await page.screenshot({ path, fullPage: true });
-    assert.ok((await Deno.stat(path)).size > 10 * 1024, `the screenshot ${path} is too small`);
-    assert.deepEqual(errors, []);
   } finally {
-    await browser?.close();
-    await Deno.remove(profile, { recursive: true }).catch(() => {});
     demo.kill("SIGINT");
     for (;;) {
       const { value, done } = await reader.read();
