@@ -19,9 +19,13 @@
  * tsercom's time runs from the first `update` to the receiver holding the
  * last timestamp (diff, encode, send, decode, rebuild); raw's from the
  * call to the last message received. Each case runs a warmup pair, then
- * {@linkcode REPS} pairs, and prints medians and best-of ratios.
+ * {@linkcode REPS} pairs, and prints medians and best-of ratios. The two of
+ * a pair take turns going first, and each starts from a collected heap
+ * (with `--v8-flags=--expose-gc`): otherwise whichever runs second pays for
+ * the garbage of the first (hundreds of MB of message buffers), which
+ * measured the order, not the code.
  *
- * Run: `deno bench -A bench/tensor_stream_bench.ts`
+ * Run: `deno bench -A --v8-flags=--expose-gc bench/tensor_stream_bench.ts`
  *
  * @module
  */
@@ -53,6 +57,29 @@ const DENSE_WINDOW_MICROS = 100_000;
 /** Sparse: 50,000 updates/s of stream time, a 10 ms window (500 snapshots kept on each end). */
 const SPARSE_STEP_MICROS = 20;
 const SPARSE_WINDOW_MICROS = 10_000;
+
+/** Collects the heap when `--expose-gc` is given, so that a run does not pay for the last one. */
+function settle(): void {
+  (globalThis as { gc?: () => void }).gc?.();
+}
+
+/** Runs a raw/tsercom pair from collected heaps, the raw one first on odd reps. */
+async function pair<R, T>(
+  rep: number,
+  rawRun: () => Promise<R>,
+  tsercomRun: () => Promise<T>,
+): Promise<[R, T]> {
+  if (rep % 2 === 1) {
+    settle();
+    const r = await rawRun();
+    settle();
+    return [r, await tsercomRun()];
+  }
+  settle();
+  const t = await tsercomRun();
+  settle();
+  return [await rawRun(), t];
+}
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -271,8 +298,11 @@ Deno.bench({
       `\n[dense] ${DENSE_COUNT} updates of ${DENSE_LENGTH} float32 (${message.byteLength} bytes each), ${REPS} reps`,
     );
     for (let rep = 1; rep <= REPS; rep++) {
-      const r = await raw(message, DENSE_COUNT);
-      const t = await tsercom(DENSE_LENGTH, (i) => dense[i], DENSE_COUNT, DENSE);
+      const [r, t] = await pair(
+        rep,
+        () => raw(message, DENSE_COUNT),
+        () => tsercom(DENSE_LENGTH, (i) => dense[i], DENSE_COUNT, DENSE),
+      );
       rawRates.push(megabytes / (r.ms / 1000));
       tsRates.push(megabytes / (t.ms / 1000));
       console.log(
@@ -335,8 +365,11 @@ async function sparseCase(label: string, positions: number[]): Promise<void> {
     `\n[${label}] ${SPARSE_COUNT} updates (raw: ${message.byteLength} bytes per message), ${REPS} reps`,
   );
   for (let rep = 1; rep <= REPS; rep++) {
-    const r = await raw(message, SPARSE_COUNT);
-    const t = await tsercom(SPARSE_LENGTH, snapshot, SPARSE_COUNT, SPARSE);
+    const [r, t] = await pair(
+      rep,
+      () => raw(message, SPARSE_COUNT),
+      () => tsercom(SPARSE_LENGTH, snapshot, SPARSE_COUNT, SPARSE),
+    );
     rawRates.push(SPARSE_COUNT / (r.ms / 1000));
     tsRates.push(SPARSE_COUNT / (t.ms / 1000));
     console.log(
@@ -393,8 +426,11 @@ Deno.bench({
       `\n[sparse, 2 threads] ${SPARSE_COUNT} updates, receiver in a Worker, ${REPS} reps`,
     );
     for (let rep = 1; rep <= REPS; rep++) {
-      const r = await raw(message, SPARSE_COUNT);
-      const t = await tsercomTwoThreads(SPARSE_LENGTH, snapshot, SPARSE_COUNT, SPARSE);
+      const [r, t] = await pair(
+        rep,
+        () => raw(message, SPARSE_COUNT),
+        () => tsercomTwoThreads(SPARSE_LENGTH, snapshot, SPARSE_COUNT, SPARSE),
+      );
       rawRates.push(SPARSE_COUNT / (r.ms / 1000));
       tsRates.push(SPARSE_COUNT / (t.ms / 1000));
       console.log(
