@@ -40,7 +40,12 @@ export interface ChunkPlan {
   nanos: number;
   timestampSize: number;
   startingIndex: number;
-  payload: Uint8Array;
+  /** The values as they are (uncompressed). */
+  values: TensorArray;
+  /** The LZ4 frame, when compressed. */
+  frame: Uint8Array | undefined;
+  /** How many bytes the data field holds (the frame's or the values'). */
+  payloadBytes: number;
   compression: TensorChunk_CompressionType;
   size: number;
 }
@@ -151,19 +156,43 @@ export function planChunk(
   const timestampSize = (seconds !== 0 ? 1 + int64Size(seconds) : 0) +
     (nanos !== 0 ? 1 + varintSize(nanos) : 0);
   const serverTimestampSize = 1 + varintSize(timestampSize) + timestampSize;
-  const raw = bytesOf(values);
-  const payload = compression === LZ4 ? compressFrame(raw) : raw;
-  const n = payload.byteLength;
+  // No byte view for uncompressed values: writeChunk copies from the buffer.
+  const frame = compression === LZ4 ? compressFrame(bytesOf(values)) : undefined;
+  const n = frame === undefined ? values.byteLength : frame.byteLength;
   const size = 1 + varintSize(serverTimestampSize) + serverTimestampSize +
     (startingIndex !== 0 ? 1 + varintSize(startingIndex) : 0) +
     (n !== 0 ? 1 + varintSize(n) + n : 0) +
     (compression !== NONE ? 2 : 0);
-  return { seconds, nanos, timestampSize, startingIndex, payload, compression, size };
+  return {
+    seconds,
+    nanos,
+    timestampSize,
+    startingIndex,
+    values,
+    frame,
+    payloadBytes: n,
+    compression,
+    size,
+  };
+}
+
+/** Values up to this many bytes are copied byte by byte. */
+const SMALL_COPY_BYTES = 64;
+let lastBuffer: ArrayBufferLike | undefined;
+let lastView: Uint8Array = new Uint8Array(0);
+
+/** A byte view of a whole buffer; consecutive chunks mostly share one. */
+function byteViewOf(buffer: ArrayBufferLike): Uint8Array {
+  if (buffer !== lastBuffer) {
+    lastBuffer = buffer;
+    lastView = new Uint8Array(buffer);
+  }
+  return lastView;
 }
 
 /** Writes a planned chunk's fields (without an enclosing tag); returns the new position. */
 export function writeChunk(out: Uint8Array, pos: number, plan: ChunkPlan): number {
-  const { seconds, nanos, timestampSize, startingIndex, payload, compression } = plan;
+  const { seconds, nanos, timestampSize, startingIndex, values, frame, compression } = plan;
   out[pos++] = TAG_CHUNK_TIMESTAMP;
   pos = writeVarint(out, pos, 1 + varintSize(timestampSize) + timestampSize);
   out[pos++] = TAG_SERVER_TIMESTAMP;
@@ -180,11 +209,18 @@ export function writeChunk(out: Uint8Array, pos: number, plan: ChunkPlan): numbe
     out[pos++] = TAG_CHUNK_STARTING_INDEX;
     pos = writeVarint(out, pos, startingIndex);
   }
-  const n = payload.byteLength;
+  const n = plan.payloadBytes;
   if (n !== 0) {
     out[pos++] = TAG_CHUNK_DATA_BYTES;
     pos = writeVarint(out, pos, n);
-    out.set(payload, pos);
+    if (frame !== undefined) out.set(frame, pos);
+    else if (n <= SMALL_COPY_BYTES) {
+      // A few bytes: a loop over a view of the whole buffer (made once per
+      // buffer) is cheaper than a fresh view of these bytes and set().
+      const from = byteViewOf(values.buffer);
+      const at = values.byteOffset;
+      for (let k = 0; k < n; k++) out[pos + k] = from[at + k];
+    } else out.set(bytesOf(values), pos);
     pos += n;
   }
   if (compression !== NONE) {

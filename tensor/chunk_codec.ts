@@ -238,7 +238,7 @@ export function encodedChunkSize(chunk: TensorChunk, options?: EncodeChunkOption
   // block, every block stored as is, and the end mark.
   const plan = planChunk(chunk, NONE, "the chunk");
   if (compression === NONE) return plan.size;
-  const raw = plan.payload.byteLength;
+  const raw = plan.payloadBytes;
   const frame = 4 + 2 + 8 + 1 + 4 * Math.ceil(raw / LZ4_BLOCK_SIZE) + raw + 4;
   const rawField = raw !== 0 ? 1 + varintSize(raw) + raw : 0;
   return plan.size - rawField + 1 + varintSize(frame) + frame + 2;
