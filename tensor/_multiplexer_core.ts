@@ -100,9 +100,16 @@ export function checkClock(what: string, clock: unknown): SynchronizedClock {
   return clock as SynchronizedClock;
 }
 
-/** The name of the typed array class that holds `dtype`. */
+const CLASS_NAMES = new Map<DType, string>();
+
+/** The name of the typed array class that holds `dtype` (checked on every update: cached). */
 function className(dtype: DType): string {
-  return allocate(dtype, 0).constructor.name;
+  let name = CLASS_NAMES.get(dtype);
+  if (name === undefined) {
+    name = allocate(dtype, 0).constructor.name;
+    CLASS_NAMES.set(dtype, name);
+  }
+  return name;
 }
 
 function describe(value: unknown): string {
@@ -510,6 +517,18 @@ export class CompletePolicy implements ChunkPolicy {
 // ---------------------------------------------------------------------------
 // Delivery
 
+/**
+ * A private option of the multiplexers (set under this key by the tensor
+ * stream server, whose sink never calls back into its multiplexer): chunks
+ * are delivered directly, see {@linkcode ChunkDelivery}.
+ */
+export const DIRECT_DELIVERY: unique symbol = Symbol("tsercom.directDelivery");
+
+/** Whether `options` asks for direct delivery. */
+export function isDirect(options: object): boolean {
+  return (options as { [DIRECT_DELIVERY]?: boolean })[DIRECT_DELIVERY] === true;
+}
+
 interface Batch {
   readonly chunks: readonly TensorChunk[];
   /** The outer call's batch, for a call made from inside a sink callback. */
@@ -535,17 +554,30 @@ interface Batch {
 export class ChunkDelivery {
   readonly #sink: TensorChunkSink;
   readonly #context = new AsyncLocalStorage<true>();
+  readonly #direct: boolean;
   #queue: (Batch | undefined)[] = [];
   #head = 0;
   #running = false;
   #current: Batch | null = null;
 
-  constructor(sink: TensorChunkSink) {
+  /**
+   * @param sink Where chunks go.
+   * @param direct The sink never calls back into the multiplexer from
+   * `onChunk` (see {@linkcode DIRECT_DELIVERY}): calls are then delivered
+   * on the spot while the sink answers synchronously, with no context to
+   * track (which costs more than the rest of a small update).
+   */
+  constructor(sink: TensorChunkSink, direct = false) {
     this.#sink = sink;
+    this.#direct = direct;
   }
 
   /** Queues `chunks` for delivery; see the class comment for when the promise settles. */
   deliver(chunks: readonly TensorChunk[]): Promise<void> {
+    if (this.#direct) {
+      if (this.#running) return this.#enqueue(chunks);
+      return this.#deliverNow(chunks);
+    }
     if (this.#running && this.#current !== null && this.#context.getStore() === true) {
       const current = this.#current;
       const root = current.root ?? current;
@@ -564,21 +596,59 @@ export class ChunkDelivery {
       return Promise.resolve();
     }
     if (chunks.length === 0 && !this.#running) return Promise.resolve();
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.#queue.push({
-      chunks,
-      root: null,
-      pending: 1,
-      failed: false,
-      error: undefined,
-      resolve,
-      reject,
-    });
+    const promise = this.#enqueue(chunks);
     if (!this.#running) {
       this.#running = true;
       this.#context.run(true, () => this.#pump());
     }
     return promise;
+  }
+
+  /** Queues an outer call's chunks behind those queued; settles once they are delivered. */
+  #enqueue(chunks: readonly TensorChunk[], failed = false, error?: unknown): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#queue.push({ chunks, root: null, pending: 1, failed, error, resolve, reject });
+    return promise;
+  }
+
+  /**
+   * Direct delivery of an outer call while nothing is queued: each chunk
+   * goes to the sink at once; when the sink returns a promise, the rest of
+   * the call (and any call made meanwhile) waits in the queue behind it.
+   */
+  #deliverNow(chunks: readonly TensorChunk[]): Promise<void> {
+    const sink = this.#sink;
+    let failed = false;
+    let error: unknown;
+    for (let k = 0; k < chunks.length; k++) {
+      let result: void | Promise<void>;
+      try {
+        result = sink.onChunk(chunks[k]);
+      } catch (thrown) {
+        if (!failed) {
+          failed = true;
+          error = thrown;
+        }
+        continue;
+      }
+      if (result === undefined) continue;
+      this.#running = true;
+      const rest = this.#enqueue(chunks.slice(k + 1), failed, error);
+      const batch = this.#queue[this.#queue.length - 1]!;
+      (async () => {
+        try {
+          await result;
+        } catch (thrown) {
+          if (!batch.failed) {
+            batch.failed = true;
+            batch.error = thrown;
+          }
+        }
+        await this.#pump();
+      })();
+      return rest;
+    }
+    return failed ? Promise.reject(error) : Promise.resolve();
   }
 
   async #pump(): Promise<void> {

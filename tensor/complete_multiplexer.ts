@@ -18,6 +18,7 @@ import {
   CompletePolicy,
   DEFAULT_TIMEOUT_MICROS,
   IDENTITY_CLOCK,
+  isDirect,
   SnapshotStore,
 } from "./_multiplexer_core.ts";
 
@@ -115,7 +116,7 @@ export class CompleteTensorMultiplexer<D extends DType = DType> {
       allocate(dtype, length),
     );
     this.#policy = new CompletePolicy(store);
-    this.#delivery = new ChunkDelivery(sink);
+    this.#delivery = new ChunkDelivery(sink, isDirect(options));
   }
 
   /** The stream's dtype. */

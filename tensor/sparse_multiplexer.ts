@@ -19,6 +19,7 @@ import {
   ChunkDelivery,
   DEFAULT_TIMEOUT_MICROS,
   IDENTITY_CLOCK,
+  isDirect,
   SnapshotStore,
   SparsePolicy,
 } from "./_multiplexer_core.ts";
@@ -145,7 +146,7 @@ export class SparseTensorMultiplexer<D extends DType = DType> {
     }
     const store = new SnapshotStore(dtype, length, new DataWindow(timeout), clock, baseline);
     this.#policy = new SparsePolicy(store, gap);
-    this.#delivery = new ChunkDelivery(sink);
+    this.#delivery = new ChunkDelivery(sink, isDirect(options));
   }
 
   /** The stream's dtype. */

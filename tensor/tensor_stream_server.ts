@@ -20,6 +20,7 @@ import { CompleteTensorMultiplexer } from "./complete_multiplexer.ts";
 import { allocate, type DType, type TypedArrayByDType } from "./dtype.ts";
 import { buildInitialVector, describeInitialState } from "./initial_state.ts";
 import { SparseTensorMultiplexer } from "./sparse_multiplexer.ts";
+import { DIRECT_DELIVERY } from "./_multiplexer_core.ts";
 import type { TensorChunk, TensorInitializer } from "./tensor_chunk.ts";
 import {
   TENSOR_STREAM_SERVICE,
@@ -266,13 +267,17 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
       clock,
       dataTimeoutMicros: options.dataTimeoutMicros,
     };
+    // The fan-out never calls update() from inside onChunk: direct delivery.
     this.#muxer = options.sparse === false
-      ? new CompleteTensorMultiplexer<D>(sink, common)
-      : new SparseTensorMultiplexer<D>(sink, {
-        ...common,
-        gapMergeThreshold: options.gapMergeThreshold,
-        baseline: buildInitialVector(dtype, initial.length, state.fillValue, state.initialState),
-      });
+      ? new CompleteTensorMultiplexer<D>(sink, direct({ ...common }))
+      : new SparseTensorMultiplexer<D>(
+        sink,
+        direct({
+          ...common,
+          gapMergeThreshold: options.gapMergeThreshold,
+          baseline: buildInitialVector(dtype, initial.length, state.fillValue, state.initialState),
+        }),
+      );
     const interval = options.keyframeIntervalMs === undefined
       ? 1000
       : options.keyframeIntervalMs === null
@@ -568,6 +573,12 @@ export class TensorStreamServer<D extends DType = DType> implements AsyncDisposa
     };
     this.#keyframeTimer = this.#scheduler.setTimeout(tick, interval);
   }
+}
+
+/** Marks a multiplexer's options for direct delivery (a private option). */
+function direct<O extends object>(options: O): O {
+  Object.defineProperty(options, DIRECT_DELIVERY, { value: true });
+  return options;
 }
 
 /** A bound on the bytes a chunk adds to a message beyond its values (tags, timestamp, index, lengths). */
