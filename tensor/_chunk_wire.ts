@@ -26,8 +26,15 @@ export interface ChunkFields {
   nanos: number;
   /** `int64 starting_index = 2` (a number when it is a non-negative safe integer). */
   startingIndex: bigint | number;
-  /** `bytes data_bytes = 3` (a view). */
-  dataBytes: Uint8Array;
+  /**
+   * `bytes data_bytes = 3`: where it lies, without a view of its own (a view
+   * per chunk costs more than the rest of reading a small one).
+   */
+  dataSource: Uint8Array;
+  /** Where the data starts in `dataSource`. */
+  dataOffset: number;
+  /** How many bytes of data. */
+  dataLength: number;
   /** `CompressionType compression = 4`. */
   compression: number;
 }
@@ -133,11 +140,11 @@ class Reader {
   }
 }
 
-function tagOf(reader: Reader): [field: number, wire: number] {
+/** Reads a tag (field number times 8 plus wire type); field 0 is refused. */
+function tagOf(reader: Reader): number {
   const tag = reader.length();
-  const field = Math.floor(tag / 8);
-  if (field === 0) reader.fail("field number 0 is not allowed");
-  return [field, tag % 8];
+  if (tag < 8) reader.fail("field number 0 is not allowed");
+  return tag;
 }
 
 function expectWire(reader: Reader, field: number, wire: number, wanted: number): void {
@@ -156,7 +163,9 @@ function enter(reader: Reader): number {
 
 function readTimestamp(reader: Reader, into: ChunkFields): void {
   while (reader.offset < reader.end) {
-    const [field, wire] = tagOf(reader);
+    const tag = tagOf(reader);
+    const field = Math.floor(tag / 8);
+    const wire = tag % 8;
     if (field === 1) {
       expectWire(reader, field, wire, 0);
       into.seconds = reader.varint64();
@@ -169,7 +178,9 @@ function readTimestamp(reader: Reader, into: ChunkFields): void {
 
 function readServerTimestamp(reader: Reader, into: ChunkFields): void {
   while (reader.offset < reader.end) {
-    const [field, wire] = tagOf(reader);
+    const tag = tagOf(reader);
+    const field = Math.floor(tag / 8);
+    const wire = tag % 8;
     if (field === 1) {
       expectWire(reader, field, wire, 2);
       const outer = enter(reader);
@@ -186,11 +197,15 @@ function readChunk(reader: Reader): ChunkFields {
     seconds: 0,
     nanos: 0,
     startingIndex: 0,
-    dataBytes: EMPTY,
+    dataSource: EMPTY,
+    dataOffset: 0,
+    dataLength: 0,
     compression: 0,
   };
   while (reader.offset < reader.end) {
-    const [field, wire] = tagOf(reader);
+    const tag = tagOf(reader);
+    const field = Math.floor(tag / 8);
+    const wire = tag % 8;
     switch (field) {
       case 1: {
         expectWire(reader, field, wire, 2);
@@ -207,7 +222,9 @@ function readChunk(reader: Reader): ChunkFields {
       case 3: {
         expectWire(reader, field, wire, 2);
         const end = reader.delimited();
-        chunk.dataBytes = reader.bytes.subarray(reader.offset, end);
+        chunk.dataSource = reader.bytes;
+        chunk.dataOffset = reader.offset;
+        chunk.dataLength = end - reader.offset;
         reader.offset = end;
         break;
       }
@@ -241,9 +258,16 @@ export function fieldsOfMessage(message: {
     seconds: inner?.seconds ?? 0,
     nanos: inner?.nanos ?? 0,
     startingIndex: message.startingIndex,
-    dataBytes: message.dataBytes,
+    dataSource: message.dataBytes,
+    dataOffset: 0,
+    dataLength: message.dataBytes.byteLength,
     compression: message.compression,
   };
+}
+
+/** The data field's bytes, as a view (for the paths that need one). */
+export function dataBytesOf(fields: ChunkFields): Uint8Array {
+  return fields.dataSource.subarray(fields.dataOffset, fields.dataOffset + fields.dataLength);
 }
 
 /**
@@ -268,7 +292,9 @@ export function readUpdateMessage(bytes: Uint8Array): ChunkFields[] {
   const reader = new Reader(bytes, "tsercom.TensorUpdate");
   const chunks: ChunkFields[] = [];
   while (reader.offset < reader.end) {
-    const [field, wire] = tagOf(reader);
+    const tag = tagOf(reader);
+    const field = Math.floor(tag / 8);
+    const wire = tag % 8;
     if (field === 1) {
       expectWire(reader, field, wire, 2);
       const outer = enter(reader);

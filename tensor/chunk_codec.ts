@@ -24,6 +24,7 @@
 import { decodeMessage } from "../rpc/_proto_codec.ts";
 import {
   type ChunkFields,
+  dataBytesOf,
   fieldsOfMessage,
   readChunkMessage,
   readUpdateMessage,
@@ -58,6 +59,7 @@ import {
   type TensorArray,
   type TypedArrayByDType,
   UnsupportedDTypeError,
+  viewAt,
   viewBytes,
 } from "./dtype.ts";
 import type { TensorChunk, TensorInitializer } from "./tensor_chunk.ts";
@@ -580,16 +582,18 @@ function chunkFromMessage<D extends DType>(
     );
   }
 
-  // Values.
+  // Values: uncompressed ones stay where they are (a view is made at the end).
   const size = bytesPerElement(dtype);
-  let raw: Uint8Array;
+  let raw: Uint8Array | undefined;
+  let rawLength: number;
   let compression: ChunkCompression;
   if (message.compression === NONE) {
-    raw = message.dataBytes;
+    rawLength = message.dataLength;
     compression = "none";
   } else if (message.compression === LZ4) {
+    const frame = dataBytesOf(message);
     const room = tensorLength === undefined ? Infinity : (tensorLength - startingIndex) * size;
-    const declared = declaredContentSize(message.dataBytes);
+    const declared = declaredContentSize(frame);
     if (declared !== undefined && declared > room) {
       throw new TensorFormatError(
         "index",
@@ -598,7 +602,7 @@ function chunkFromMessage<D extends DType>(
     }
     const limit = Math.min(maxDecompressed, room);
     try {
-      raw = decompressFrame(message.dataBytes, { maxOutputBytes: limit });
+      raw = decompressFrame(frame, { maxOutputBytes: limit });
     } catch (error) {
       if (error instanceof Lz4FormatError) {
         throw new TensorFormatError(
@@ -611,6 +615,7 @@ function chunkFromMessage<D extends DType>(
       }
       throw error;
     }
+    rawLength = raw.byteLength;
     compression = "lz4";
   } else {
     throw new TensorFormatError(
@@ -618,13 +623,13 @@ function chunkFromMessage<D extends DType>(
       `Cannot decode the chunk as 'compression' must be NONE (0) or LZ4 (1): current value is ${message.compression}`,
     );
   }
-  if (raw.byteLength % size !== 0) {
+  if (rawLength % size !== 0) {
     throw new TensorFormatError(
       "byte-length",
-      `Cannot decode the chunk's ${dtype} values as the buffer size must be a multiple of element size ${size}: current size is ${raw.byteLength} bytes`,
+      `Cannot decode the chunk's ${dtype} values as the buffer size must be a multiple of element size ${size}: current size is ${rawLength} bytes`,
     );
   }
-  const length = raw.byteLength / size;
+  const length = rawLength / size;
   const end = startingIndex + length;
   if (tensorLength !== undefined ? end > tensorLength : end > Number.MAX_SAFE_INTEGER) {
     throw new TensorFormatError(
@@ -636,18 +641,22 @@ function chunkFromMessage<D extends DType>(
       }: they end at ${end}`,
     );
   }
+  raw ??= dtype === "bool" ? dataBytesOf(message) : undefined;
   if (dtype === "bool") {
-    const bad = firstNonBool(raw);
+    const bad = firstNonBool(raw!);
     if (bad !== -1) {
       throw new TensorFormatError(
         "value",
         `Cannot decode the chunk's bool values as each byte must be 0 or 1: byte ${bad} is ${
-          raw[bad]
+          raw![bad]
         }`,
       );
     }
   }
-  return { timestamp, startingIndex, values: viewBytes(dtype, raw), compression };
+  const values = raw !== undefined
+    ? viewBytes(dtype, raw)
+    : viewAt(dtype, message.dataSource, message.dataOffset, length);
+  return { timestamp, startingIndex, values, compression };
 }
 
 /**
@@ -710,9 +719,11 @@ function alignValues(messages: ChunkFields[], size: number): void {
   let total = 0;
   let misaligned = 0;
   for (const message of messages) {
-    const data = message.dataBytes;
-    if (message.compression === NONE && data.byteOffset % size !== 0) {
-      total += Math.ceil(data.byteLength / 8) * 8;
+    if (
+      message.compression === NONE &&
+      (message.dataSource.byteOffset + message.dataOffset) % size !== 0
+    ) {
+      total += Math.ceil(message.dataLength / 8) * 8;
       misaligned++;
     }
   }
@@ -720,11 +731,13 @@ function alignValues(messages: ChunkFields[], size: number): void {
   const shared = new Uint8Array(total);
   let offset = 0;
   for (const message of messages) {
-    const data = message.dataBytes;
-    if (message.compression !== NONE || data.byteOffset % size === 0) continue;
-    shared.set(data, offset);
-    message.dataBytes = shared.subarray(offset, offset + data.byteLength);
-    offset += Math.ceil(data.byteLength / 8) * 8;
+    const { dataSource: source, dataOffset: from, dataLength: n } = message;
+    if (message.compression !== NONE || (source.byteOffset + from) % size === 0) continue;
+    if (n <= 64) { for (let k = 0; k < n; k++) shared[offset + k] = source[from + k]; }
+    else shared.set(source.subarray(from, from + n), offset);
+    message.dataSource = shared;
+    message.dataOffset = offset;
+    offset += Math.ceil(n / 8) * 8;
   }
 }
 

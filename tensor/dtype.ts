@@ -206,6 +206,29 @@ export function toElement<D extends DType>(dtype: D, value: number | bigint): El
 }
 
 /**
+ * `length` elements of `dtype` at `byteOffset` in `bytes` (which need not
+ * start the buffer): a view when aligned to the element size, else a copy.
+ *
+ * @param dtype The dtype.
+ * @param bytes The bytes the elements lie in.
+ * @param byteOffset Where they start in `bytes`.
+ * @param length How many elements.
+ * @returns The elements.
+ */
+export function viewAt<D extends DType>(
+  dtype: D,
+  bytes: Uint8Array,
+  byteOffset: number,
+  length: number,
+): TypedArrayByDType[D] {
+  const { bytes: size, view } = INFO[dtype];
+  const at = bytes.byteOffset + byteOffset;
+  if (at % size === 0) return view(bytes.buffer, at, length) as TypedArrayByDType[D];
+  const copy = bytes.slice(byteOffset, byteOffset + length * size);
+  return view(copy.buffer, 0, length) as TypedArrayByDType[D];
+}
+
+/**
  * Views `bytes` (raw little-endian elements) as an array of `dtype` without
  * copying when the bytes are suitably aligned; otherwise copies them into a
  * fresh array.
