@@ -103,18 +103,12 @@ export function SensorAggregator(context: RuntimeContext<SensorData>): Runtime {
     await state("connected", null, issued.toString());
     const offset = await processor.clockReady({ signal });
     await state("synced", offset, issued.toString());
-    // A subscription that does not start within 10 s fails, and the source is retried.
-    const opening = new AbortController();
-    const onAbort = () => opening.abort(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    const deadline = setTimeout(
-      () => opening.abort(new Error(`${info.name} did not start its streams within 10 s`)),
-      10_000,
-    );
+    // idleTimeoutMs also bounds the wait for each stream's start: a source
+    // that does not answer fails, and is retried.
     const imu = await TensorStreamSubscription.open<"float32">(channel, {
       callerId: issued,
       stream: "imu",
-      signal: opening.signal,
+      signal,
       dataTimeoutMicros: 2_000_000,
       // The source sends keyframes every second: three seconds of silence is a dead link.
       idleTimeoutMs: 3_000,
@@ -129,11 +123,10 @@ export function SensorAggregator(context: RuntimeContext<SensorData>): Runtime {
     const depth = await TensorStreamSubscription.open<"int16">(channel, {
       callerId: issued,
       stream: "depth",
-      signal: opening.signal,
+      signal,
       dataTimeoutMicros: 2_000_000,
       idleTimeoutMs: 3_000,
     });
-    clearTimeout(deadline);
     await state("streaming", offset, issued.toString());
     const stats = setInterval(() => {
       const updates = imu.counters.messages + depth.counters.messages;
@@ -165,7 +158,6 @@ export function SensorAggregator(context: RuntimeContext<SensorData>): Runtime {
         depth.done,
       ]);
     } finally {
-      signal.removeEventListener("abort", onAbort);
       clearInterval(stats);
       await Promise.allSettled([imu.close(), depth.close()]);
     }

@@ -53,8 +53,9 @@ export interface TensorStreamSubscriptionOptions extends TensorStreamReceiverOpt
   maxDecompressedBytes?: number;
   /**
    * Ends the subscription with a {@linkcode TensorStreamIdleError} when no
-   * message arrives for this many milliseconds: a link that died silently
-   * is otherwise noticed only when TCP gives up, minutes later. A
+   * message arrives for this many milliseconds, the initializer included
+   * (`open` then rejects with it): a link that died silently is otherwise
+   * noticed only when TCP gives up, minutes later. A
    * `TensorStreamServer` sends keyframes every `keyframeIntervalMs`, so a
    * few of those intervals is a good value; `null` waits for ever.
    *
@@ -174,6 +175,8 @@ export class TensorStreamSubscription<D extends DType = DType> implements AsyncD
    * @throws {GrpcStatusError} (rejection) When the server refuses or the call fails.
    * @throws {TensorStreamProtocolError} (rejection) When the first message
    * is not a valid initializer.
+   * @throws {TensorStreamIdleError} (rejection) When the initializer does
+   * not come within `idleTimeoutMs`.
    * @throws {TypeError} When `callerId` is not a CallerId.
    * @throws {RangeError} When `idleTimeoutMs` is not a positive integer or null.
    */
@@ -202,8 +205,20 @@ export class TensorStreamSubscription<D extends DType = DType> implements AsyncD
     requests.tryPush({ callerId: callerId.toString(), stream });
     const responses = channel.bidiStream(SUBSCRIBE_METHOD, requests, { signal: abort.signal })
       [Symbol.asyncIterator]();
+    // The silence limit holds from the start: a source that never sends its
+    // initializer is as dead as one that stops.
+    const scheduler = options.scheduler ?? systemScheduler;
+    const silence = idleTimeoutMs === null ? undefined : scheduler.setTimeout(
+      () => abort.abort(new TensorStreamIdleError(idleTimeoutMs)),
+      idleTimeoutMs,
+    );
     try {
-      const first = await responses.next();
+      let first: IteratorResult<TensorStreamResponse>;
+      try {
+        first = await responses.next();
+      } finally {
+        if (silence !== undefined) scheduler.clearTimeout(silence);
+      }
       if (first.done) {
         throw new TensorStreamProtocolError(
           "Cannot subscribe as the server must send an initializer first: the stream ended",
@@ -242,8 +257,12 @@ export class TensorStreamSubscription<D extends DType = DType> implements AsyncD
     } catch (error) {
       signal?.removeEventListener("abort", onAbort);
       requests.close();
+      const idle = abort.signal.reason instanceof TensorStreamIdleError
+        ? abort.signal.reason
+        : undefined;
       abort.abort(error);
       await responses.return?.();
+      if (idle !== undefined) throw idle;
       if (error instanceof TensorFormatError) {
         throw new TensorStreamProtocolError(
           `Cannot subscribe as the initializer must decode: ${error.message}`,

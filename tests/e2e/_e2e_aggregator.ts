@@ -147,29 +147,15 @@ export function E2eAggregator(context: RuntimeContext<AggregatorRecord>): Runtim
     await state("connected", null, issued.toString());
     const offset = await processor.clockReady({ signal });
     await state("synced", offset, issued.toString());
-    // A subscription that does not start within 5 s fails, and the source is retried.
-    const opening = new AbortController();
-    const onAbort = () => opening.abort(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    const deadline = setTimeout(
-      () => opening.abort(new Error(`${info.name} did not start its stream within 5 s`)),
-      5_000,
-    );
-    let subscription: TensorStreamSubscription<"float32">;
-    try {
-      subscription = await TensorStreamSubscription.open<"float32">(channel, {
-        callerId: issued,
-        stream: STREAM,
-        signal: opening.signal,
-        capacity: 4_096,
-        idleTimeoutMs: params.idleMs,
-      });
-    } catch (error) {
-      signal.removeEventListener("abort", onAbort);
-      throw error;
-    } finally {
-      clearTimeout(deadline);
-    }
+    // idleTimeoutMs bounds the wait for the initializer too: a source that
+    // does not answer fails, and is retried.
+    const subscription = await TensorStreamSubscription.open<"float32">(channel, {
+      callerId: issued,
+      stream: STREAM,
+      signal,
+      capacity: 4_096,
+      idleTimeoutMs: params.idleMs,
+    });
     await state("streaming", offset, issued.toString());
     // The offset estimate improves after the first sample: report it twice a second.
     const clockReports = setInterval(() => {
@@ -199,7 +185,6 @@ export function E2eAggregator(context: RuntimeContext<AggregatorRecord>): Runtim
       throw error;
     } finally {
       clearInterval(clockReports);
-      signal.removeEventListener("abort", onAbort);
       await subscription.close();
     }
   }

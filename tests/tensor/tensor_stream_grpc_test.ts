@@ -342,6 +342,30 @@ Deno.test("idleTimeoutMs ends a silent subscription and is reset by every messag
     assert.deepEqual([...sub.receiver.getTensorAt(BASE + 2)!], [3, 4]);
   });
 
+  await t.step("a source that never sends its initializer makes open reject", async () => {
+    const publisher = new GrpcServicePublisher({ addresses: HOST, port: 0 });
+    const stalled = Promise.withResolvers<void>();
+    publisher.addService(TensorStreamServer.service, {
+      async *Subscribe() {
+        await stalled.promise; // accepts the call, then says nothing
+      },
+    });
+    const { port } = await publisher.start();
+    const channel = await connectChannel(HOST, port);
+    try {
+      const scheduler = new ManualScheduler();
+      const opening = subscribe(channel, { idleTimeoutMs: 500, scheduler });
+      await until(() => scheduler.pending === 1, "the silence timer");
+      scheduler.advance(500);
+      await assert.rejects(opening, TensorStreamIdleError);
+      assert.equal(scheduler.pending, 0);
+    } finally {
+      stalled.resolve();
+      channel.close();
+      await publisher.stop({ graceMs: 0 });
+    }
+  });
+
   await t.step("without idleTimeoutMs no timer is set; a bad value is refused", async () => {
     await using r = await rig(new Float32Array(2));
     const scheduler = new ManualScheduler();
