@@ -45,6 +45,8 @@ const EMPTY = new Uint8Array(0);
 class Reader {
   offset = 0;
   end: number;
+  /** The wire type of the last tag read. */
+  wire = 0;
   constructor(readonly bytes: Uint8Array, readonly typeName: string) {
     this.end = bytes.byteLength;
   }
@@ -140,11 +142,12 @@ class Reader {
   }
 }
 
-/** Reads a tag (field number times 8 plus wire type); field 0 is refused. */
-function tagOf(reader: Reader): number {
+/** Reads a tag: returns its field number (0 is refused) and leaves its wire type in `reader.wire`. */
+function fieldOf(reader: Reader): number {
   const tag = reader.length();
   if (tag < 8) reader.fail("field number 0 is not allowed");
-  return tag;
+  reader.wire = tag % 8;
+  return Math.floor(tag / 8);
 }
 
 function expectWire(reader: Reader, field: number, wire: number, wanted: number): void {
@@ -163,9 +166,8 @@ function enter(reader: Reader): number {
 
 function readTimestamp(reader: Reader, into: ChunkFields): void {
   while (reader.offset < reader.end) {
-    const tag = tagOf(reader);
-    const field = Math.floor(tag / 8);
-    const wire = tag % 8;
+    const field = fieldOf(reader);
+    const wire = reader.wire;
     if (field === 1) {
       expectWire(reader, field, wire, 0);
       into.seconds = reader.varint64();
@@ -178,9 +180,8 @@ function readTimestamp(reader: Reader, into: ChunkFields): void {
 
 function readServerTimestamp(reader: Reader, into: ChunkFields): void {
   while (reader.offset < reader.end) {
-    const tag = tagOf(reader);
-    const field = Math.floor(tag / 8);
-    const wire = tag % 8;
+    const field = fieldOf(reader);
+    const wire = reader.wire;
     if (field === 1) {
       expectWire(reader, field, wire, 2);
       const outer = enter(reader);
@@ -203,9 +204,8 @@ function readChunk(reader: Reader): ChunkFields {
     compression: 0,
   };
   while (reader.offset < reader.end) {
-    const tag = tagOf(reader);
-    const field = Math.floor(tag / 8);
-    const wire = tag % 8;
+    const field = fieldOf(reader);
+    const wire = reader.wire;
     switch (field) {
       case 1: {
         expectWire(reader, field, wire, 2);
@@ -292,9 +292,8 @@ export function readUpdateMessage(bytes: Uint8Array): ChunkFields[] {
   const reader = new Reader(bytes, "tsercom.TensorUpdate");
   const chunks: ChunkFields[] = [];
   while (reader.offset < reader.end) {
-    const tag = tagOf(reader);
-    const field = Math.floor(tag / 8);
-    const wire = tag % 8;
+    const field = fieldOf(reader);
+    const wire = reader.wire;
     if (field === 1) {
       expectWire(reader, field, wire, 2);
       const outer = enter(reader);

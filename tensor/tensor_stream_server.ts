@@ -600,22 +600,23 @@ function checkName(name: string): string {
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(
-      `Cannot create a tensor stream server as '${name}' must be an integer >= 1: current value is ${
-        show(value)
-      }`,
-    );
-  }
-  return value;
+  return integerAtLeast(1, name, value, fallback);
 }
 
 function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  return integerAtLeast(0, name, value, fallback);
+}
+
+function integerAtLeast(
+  min: number,
+  name: string,
+  value: number | undefined,
+  fallback: number,
+): number {
   if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 0) {
+  if (!Number.isSafeInteger(value) || value < min) {
     throw new RangeError(
-      `Cannot create a tensor stream server as '${name}' must be an integer >= 0: current value is ${
+      `Cannot create a tensor stream server as '${name}' must be an integer >= ${min}: current value is ${
         show(value)
       }`,
     );
