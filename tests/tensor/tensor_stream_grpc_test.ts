@@ -348,6 +348,7 @@ Deno.test("idleTimeoutMs ends a silent subscription and is reset by every messag
     publisher.addService(TensorStreamServer.service, {
       async *Subscribe() {
         await stalled.promise; // accepts the call, then says nothing
+        yield* []; // and ends without a message once released
       },
     });
     const { port } = await publisher.start();
