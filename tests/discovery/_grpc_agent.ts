@@ -32,6 +32,7 @@ import {
   GrpcIdService,
   GrpcServicePublisher,
 } from "../../rpc/mod.ts";
+import { commands, emit } from "../_agent_io.ts";
 
 if (!(await isIsolatedNetns())) {
   console.error("_grpc_agent: refusing to use multicast outside an isolated network namespace");
@@ -43,23 +44,6 @@ const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: { type: { type: "string" }, label: { type: "string" }, id: { type: "string" } },
 });
-
-function emit(event: Record<string, unknown>): void {
-  console.log(JSON.stringify({ ...event, t: performance.timeOrigin + performance.now() }));
-}
-
-async function* commands(): AsyncIterable<Record<string, unknown>> {
-  let buffer = "";
-  for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
-    buffer += chunk;
-    let newline: number;
-    while ((newline = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, newline).trim();
-      buffer = buffer.slice(newline + 1);
-      if (line !== "") yield JSON.parse(line);
-    }
-  }
-}
 
 const mdns = await Mdns.open();
 

@@ -34,6 +34,7 @@ import { isIsolatedNetns } from "../netns/mod.ts";
 import { type RemoteDataItem, type RuntimeHandle, RuntimeManager } from "../../runtime/mod.ts";
 import type { AggregatorRecord, E2eAggregatorParams } from "./_e2e_aggregator.ts";
 import { expectedSnapshot, firstDifference } from "./_e2e_signal.ts";
+import { commands, emit } from "../_agent_io.ts";
 
 if (!(await isIsolatedNetns())) {
   console.error(
@@ -50,23 +51,6 @@ const params: E2eAggregatorParams = {
   serviceType: values.type!,
   idleMs: Number(values["idle-ms"]),
 };
-
-function emit(event: Record<string, unknown>): void {
-  console.log(JSON.stringify({ ...event, t: Date.now() }));
-}
-
-async function* commands(): AsyncIterable<Record<string, unknown>> {
-  let buffer = "";
-  for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
-    buffer += chunk;
-    let newline: number;
-    while ((newline = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, newline).trim();
-      buffer = buffer.slice(newline + 1);
-      if (line !== "") yield JSON.parse(line);
-    }
-  }
-}
 
 /** Frames not printed yet, per source. */
 const pending = new Map<string, { ts: number[]; local: number[]; at: number[] }>();

@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { isIsolatedNetns } from "../netns/mod.ts";
 import { RuntimeManager } from "../../runtime/mod.ts";
 import type { E2eSourceParams, SourceRecord } from "./_e2e_source.ts";
+import { commands, emit } from "../_agent_io.ts";
 
 if (!(await isIsolatedNetns())) {
   console.error("_source_agent: refusing to use multicast outside an isolated network namespace");
@@ -36,23 +37,6 @@ const { values } = parseArgs({
     "keyframe-depth": { type: "string", default: "8" },
   },
 });
-
-function emit(event: Record<string, unknown>): void {
-  console.log(JSON.stringify({ ...event, t: Date.now() }));
-}
-
-async function* commands(): AsyncIterable<Record<string, unknown>> {
-  let buffer = "";
-  for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
-    buffer += chunk;
-    let newline: number;
-    while ((newline = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, newline).trim();
-      buffer = buffer.slice(newline + 1);
-      if (line !== "") yield JSON.parse(line);
-    }
-  }
-}
 
 const params: E2eSourceParams = {
   name: values.name!,

@@ -29,6 +29,7 @@ import { connectChannel } from "../../rpc/channel_factory.ts";
 import { GrpcServicePublisher } from "../../rpc/grpc_service_publisher.ts";
 import { TensorStreamServer } from "../../tensor/tensor_stream_server.ts";
 import { TensorStreamSubscription } from "../../tensor/tensor_stream_subscription.ts";
+import { commands, emit } from "../_agent_io.ts";
 
 if (!(await isIsolatedNetns())) {
   console.error("_stream_agent: refusing to run outside an isolated network namespace");
@@ -55,23 +56,6 @@ const { positionals, values } = parseArgs({
 });
 const seed = Number(values.seed);
 const base = Number(values.base);
-
-function emit(event: Record<string, unknown>): void {
-  console.log(JSON.stringify({ ...event, t: performance.timeOrigin + performance.now() }));
-}
-
-async function* commands(): AsyncIterable<Record<string, unknown>> {
-  let buffer = "";
-  for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
-    buffer += chunk;
-    let newline: number;
-    while ((newline = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, newline).trim();
-      buffer = buffer.slice(newline + 1);
-      if (line !== "") yield JSON.parse(line);
-    }
-  }
-}
 
 /** The snapshots both ends agree on: a seeded random walk over COUNT + TAIL steps. */
 function snapshots(): { values: Float32Array[]; order: number[] } {
