@@ -339,8 +339,15 @@ function sparseSnapshots(positions: number[]): (i: number) => Float32Array {
   };
 }
 
+/** How tsercom is run: in this thread, or with the receiver in a Worker. */
+type TsercomRun = typeof tsercom;
+
 /** Measures 10 changed elements per update at `positions` (one chunk per run of them). */
-async function sparseCase(label: string, positions: number[]): Promise<void> {
+async function sparseCase(
+  label: string,
+  positions: number[],
+  run: TsercomRun = tsercom,
+): Promise<void> {
   const snapshot = sparseSnapshots(positions);
   // Raw grpc-js sends one update's worth per message: the changed values with their indices.
   const runs: number[][] = [];
@@ -358,7 +365,7 @@ async function sparseCase(label: string, positions: number[]): Promise<void> {
     })),
   });
   await raw(message, 1_000);
-  await tsercom(SPARSE_LENGTH, snapshot, 1_000, SPARSE);
+  await run(SPARSE_LENGTH, snapshot, 1_000, SPARSE);
   const rawRates: number[] = [];
   const tsRates: number[] = [];
   console.log(
@@ -368,7 +375,7 @@ async function sparseCase(label: string, positions: number[]): Promise<void> {
     const [r, t] = await pair(
       rep,
       () => raw(message, SPARSE_COUNT),
-      () => tsercom(SPARSE_LENGTH, snapshot, SPARSE_COUNT, SPARSE),
+      () => run(SPARSE_LENGTH, snapshot, SPARSE_COUNT, SPARSE),
     );
     rawRates.push(SPARSE_COUNT / (r.ms / 1000));
     tsRates.push(SPARSE_COUNT / (t.ms / 1000));
@@ -408,46 +415,11 @@ Deno.bench({
   name: "sparse updates, receiver in a Worker: TensorStream vs raw grpc-js",
   n: 1,
   warmup: 0,
-  fn: once(async () => {
-    const positions = Array.from({ length: 10 }, (_, k) => k * 97 + 3);
-    const snapshot = sparseSnapshots(positions);
-    const message = encodeStreamMessage({
-      sequence: 7,
-      chunks: positions.map((p) => ({
-        timestamp: BASE,
-        startingIndex: p,
-        values: Float32Array.of(1),
-      })),
-    });
-    await tsercomTwoThreads(SPARSE_LENGTH, snapshot, 1_000, SPARSE);
-    const rawRates: number[] = [];
-    const tsRates: number[] = [];
-    console.log(
-      `\n[sparse, 2 threads] ${SPARSE_COUNT} updates, receiver in a Worker, ${REPS} reps`,
-    );
-    for (let rep = 1; rep <= REPS; rep++) {
-      const [r, t] = await pair(
-        rep,
-        () => raw(message, SPARSE_COUNT),
-        () => tsercomTwoThreads(SPARSE_LENGTH, snapshot, SPARSE_COUNT, SPARSE),
-      );
-      rawRates.push(SPARSE_COUNT / (r.ms / 1000));
-      tsRates.push(SPARSE_COUNT / (t.ms / 1000));
-      console.log(
-        `[sparse, 2 threads] rep ${rep}: raw ${r.ms.toFixed(1)} ms = ${
-          rawRates.at(-1)!.toFixed(0)
-        } msgs/s; tsercom ${t.ms.toFixed(1)} ms = ${
-          tsRates.at(-1)!.toFixed(0)
-        } updates/s in ${t.messages} messages`,
-      );
-    }
-    const rate = median(tsRates);
-    console.log(
-      `[sparse, 2 threads] median: raw (one thread) ${
-        median(rawRates).toFixed(0)
-      } msgs/s, tsercom ${rate.toFixed(0)} updates/s; target >= 50,000 updates/s: ${
-        rate >= 50_000 ? "MET" : "NOT MET"
-      }`,
-    );
-  }),
+  fn: once(() =>
+    sparseCase(
+      "sparse, 2 threads",
+      Array.from({ length: 10 }, (_, k) => k * 97 + 3),
+      tsercomTwoThreads,
+    )
+  ),
 });
