@@ -214,6 +214,13 @@ function summary(agent: AgentProcess): string {
   return JSON.stringify(agent.events.filter((e) => !quiet.has(e.event))).slice(0, 6_000);
 }
 
+/** Asks the aggregator for its report and checks that no frame differed from the expected snapshot. */
+async function assertNoMismatches(aggregator: AgentProcess): Promise<void> {
+  await aggregator.send({ cmd: "report" });
+  const report = await next(aggregator, (e) => e.event === "report", 5_000, "a report");
+  assertEquals(report.mismatches, {}, "frames that differ from the expected snapshot");
+}
+
 /** Waits until the aggregator has printed frames that arrived after `wall` (ms). */
 async function framesAfter(
   aggregator: AgentProcess,
@@ -400,9 +407,7 @@ Deno.test("three hosts: discovery, exact streams, link loss, restarts and no sil
           const cutoff = last.t - MAX_LATENCY_MS;
           await framesAfter(agg, specA.name, last.t, "A's frames to catch up");
           await framesAfter(agg, specB.name, last.t, "B's frames to catch up");
-          await agg.send({ cmd: "report" });
-          const report = await next(agg, (e) => e.event === "report", 5_000, "a report");
-          assertEquals(report.mismatches, {}, "frames that differ from the expected snapshot");
+          await assertNoMismatches(agg);
           for (const [spec, agents] of [[specA, agentsA], [specB, agentsB]] as const) {
             const sent = submissions(agents);
             const frames = framesOf(agg, spec.name);
@@ -466,9 +471,7 @@ Deno.test("three hosts: discovery, exact streams, link loss, restarts and no sil
           figures["A link up → streaming again (ms)"] = streaming.t - upAt;
           assertEquals(streaming.port, specA.port);
           await framesAfter(agg, specA.name, streaming.t + 500, "A's frames after the reconnect");
-          await agg.send({ cmd: "report" });
-          const report = await next(agg, (e) => e.event === "report", 5_000, "a report");
-          assertEquals(report.mismatches, {}, "frames that differ from the expected snapshot");
+          await assertNoMismatches(agg);
           const framesA = framesOf(agg, specA.name);
           assert(framesA.some((f) => f.at > streaming.t), "A's frames resumed");
           // B: never lost, and every snapshot it submitted while A was down arrived.
@@ -509,9 +512,7 @@ Deno.test("three hosts: discovery, exact streams, link loss, restarts and no sil
           assertEquals(streaming.timePort, serving.timePort, "the new time port, from TXT");
           assert(statesOf(agg, specA.name).length > before);
           await framesAfter(agg, specA.name, streaming.t + 500, "A's frames from the new port");
-          await agg.send({ cmd: "report" });
-          const report = await next(agg, (e) => e.event === "report", 5_000, "a report");
-          assertEquals(report.mismatches, {}, "frames that differ from the expected snapshot");
+          await assertNoMismatches(agg);
         },
       );
 
@@ -547,9 +548,7 @@ Deno.test("three hosts: discovery, exact streams, link loss, restarts and no sil
             .map((e) => `${e.name}: ${e.message}`);
           figures["other errors after the crash"] = others;
           assertEquals(others, [], "unexpected errors");
-          await agg.send({ cmd: "report" });
-          const report = await next(agg, (e) => e.event === "report", 5_000, "a report");
-          assertEquals(report.mismatches, {}, "frames that differ from the expected snapshot");
+          await assertNoMismatches(agg);
         },
       );
 
